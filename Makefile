@@ -1,0 +1,57 @@
+# resource-prediction: every target bootstraps .venv itself (idempotent; quick when nothing changed).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARTIFACTS ?= artifacts
+PORT   ?= 8000
+BOOK   := _build/html
+
+.PHONY: help venv run test bench lab html serve dev clean browser app lint
+
+help:
+	@echo "make run    install, generate the default data, run the pipeline, build the book"
+	@echo "make test   lint and the test suite (includes the papermill pipeline and book build)"
+	@echo "make bench  benchmarks, JSON in $(ARTIFACTS)/bench/"
+	@echo "make lab    JupyterLab on the notebooks"
+	@echo "make html | serve | dev | clean   the Jupyter Book (served on http://localhost:$(PORT))"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian's Chromium: the headless browser of the page checks and of plotly's PNG export.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (needs root and apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
+
+run: venv
+	$(BIN)/resource-prediction summary --artifacts-dir $(ARTIFACTS) --json $(ARTIFACTS)/reports/data_summary.json
+
+test: venv browser
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/python -m bench --out $(ARTIFACTS)/bench
+
+lab: venv
+	$(BIN)/jupyter lab notebooks
+
+html: venv
+	$(BIN)/jupyter-book build --path-output . .
+
+serve:
+	@test -d $(BOOK) || $(MAKE) html
+	@echo "serving the book on http://localhost:$(PORT)"
+	$(BIN)/python -m http.server $(PORT) --bind 127.0.0.1 -d $(BOOK)
+
+dev: clean html serve
+
+clean:
+	rm -rf _build

@@ -1,0 +1,104 @@
+"""The ``resource-prediction`` command line (also ``python -m resource_prediction``).
+
+Subcommands are thin wrappers over the library; each is one function registered in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from resource_prediction.data import TelemetryError, load_telemetry, save_telemetry
+from resource_prediction.paths import DEFAULT_ARTIFACTS_DIR, ArtifactPaths
+from resource_prediction.summary import format_summary, telemetry_summary
+from resource_prediction.synthetic import DEFAULT_N_JOBS, generate_telemetry
+
+log = logging.getLogger("resource_prediction")
+
+
+def ensure_default_data(paths: ArtifactPaths, n_jobs: int = DEFAULT_N_JOBS, seed: int = 0) -> Path:
+    """Generate the default data set once (with truth columns) and return its path."""
+    target = paths.default_data
+    if not target.exists():
+        log.info("generating the default data: %d jobs, seed %d -> %s", n_jobs, seed, target)
+        save_telemetry(generate_telemetry(n_jobs, seed=seed, with_truth=True), target)
+    return target
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    df = generate_telemetry(args.jobs, seed=args.seed, with_truth=not args.no_truth)
+    path = save_telemetry(df, args.out)
+    print(f"wrote {len(df):,} jobs to {path}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    paths = ArtifactPaths(Path(args.artifacts_dir))
+    data = Path(args.data) if args.data else ensure_default_data(paths, seed=args.seed)
+    summary = telemetry_summary(load_telemetry(data), penalty=args.penalty)
+    print(f"data: {data}")
+    print(format_summary(summary))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate synthetic telemetry (CSV or Parquet by extension)")
+    p.add_argument("--jobs", type=int, default=DEFAULT_N_JOBS, help="number of jobs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output path: .csv (';'-separated) or .parquet")
+    p.add_argument("--no-truth", action="store_true", help="leave out the truth_* columns")
+    p.set_defaults(func=cmd_generate)
+
+
+def _add_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summary", help="summarise telemetry: span, configured request, oracle")
+    p.add_argument("--data", help="raw telemetry file (default: the generated default data)")
+    p.add_argument("--artifacts-dir", default=str(DEFAULT_ARTIFACTS_DIR))
+    p.add_argument("--penalty", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the summary as JSON here")
+    p.set_defaults(func=cmd_summary)
+
+
+#: Subcommand builders; later modules add theirs here.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_summary]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resource-prediction",
+        description="Size the memory of build and batch jobs from their telemetry.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except TelemetryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

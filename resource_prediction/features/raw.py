@@ -1,0 +1,187 @@
+"""Stateless parsing of raw telemetry columns into numpy arrays.
+
+Everything here works on the unique values of a column (``pandas.factorize`` first, Python on the few
+distinct strings, then a gather by code), so a million jobs cost a handful of hash passes, and a single
+job costs microseconds. Nothing here is fitted: vocabularies, fill values and history live in
+:class:`~resource_prediction.preprocessing.ModelPreprocessor`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+#: Label of missing, malformed and (at transform time) unseen categorical values.
+UNKNOWN = "unknown"
+#: Raw columns every frame given to the preprocessor must have (values may be missing).
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "time", "location", "component", "buildProfile", "makeType", "ts_phase", "branch", "targets",
+    "jobs", "localJobs",
+)
+#: Columns the memory history is keyed and ordered by (all that :meth:`observe` needs, with a target).
+KEY_COLUMNS: tuple[str, ...] = ("time", "component", "buildProfile", "makeType")
+#: The configured request: ``memreq_gb`` (GB) or, as read from CSV, ``memreq`` (MB).
+MEMREQ_COLUMNS: tuple[str, ...] = ("memreq_gb", "memreq")
+#: The target: ``max_rss_gb`` (GB) or, as read from CSV, ``max_rss`` (bytes).
+TARGET_COLUMNS: tuple[str, ...] = ("max_rss_gb", "max_rss")
+BYTES_PER_GB = 1024**3
+MB_PER_GB = 1024
+NS_PER_HOUR = 3_600_000_000_000
+NS_PER_DAY = 24 * NS_PER_HOUR
+#: Sort key of a missing time: after every real job.
+NAT_SORT_KEY = np.iinfo(np.int64).max
+
+_DIGITS = re.compile(r"\d+")
+
+
+def check_columns(df: pd.DataFrame, required: Iterable[str], *, memreq: bool = True) -> None:
+    """Raise ``ValueError`` naming every required column missing from ``df``."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame of raw telemetry, got {type(df).__name__}")
+    missing = [repr(c) for c in required if c not in df.columns]
+    if memreq and not any(c in df.columns for c in MEMREQ_COLUMNS):
+        missing.append("'memreq' (MB) or 'memreq_gb'")
+    if missing:
+        raise ValueError(
+            f"required raw column(s) missing from the input: {', '.join(missing)}; "
+            f"got columns {list(df.columns)[:20]}"
+        )
+
+
+def factorize_labels(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes and distinct string labels of a column; missing or blank values become ``unknown``.
+
+    Labels are unique (values whose string forms coincide share a code) and codes are never -1.
+    """
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    canon: dict[str, int] = {}
+    remap = np.empty(len(uniques) + 1, dtype=np.intp)
+    for i, value in enumerate(list(uniques) + [None]):
+        label = UNKNOWN if value is None else str(value).strip() or UNKNOWN
+        remap[i] = canon.setdefault(label, len(canon))
+    return remap[codes], list(canon)
+
+
+def to_float(col: pd.Series) -> np.ndarray:
+    """A numeric column (nullable ints, floats or strings) as float64, non-numbers as NaN."""
+    if not pd.api.types.is_numeric_dtype(col.dtype):
+        col = pd.to_numeric(col, errors="coerce")
+    return col.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def time_to_ns(col: pd.Series) -> np.ndarray:
+    """Timestamps (datetime, tz-aware or naive = UTC, or ISO strings) as int64 ns since the epoch.
+
+    Missing times get :data:`NAT_SORT_KEY`. Values that are present but not timestamps raise a
+    ``ValueError`` naming the column.
+    """
+    if not (isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(col.dtype)):
+        parsed = pd.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
+        bad = parsed.isna().to_numpy() & col.notna().to_numpy()
+        if bad.any():
+            parsed = pd.to_datetime(col, utc=True, errors="coerce", format="mixed")
+            bad = parsed.isna().to_numpy() & col.notna().to_numpy()
+        if bad.any():
+            example = col[bad].iloc[0]
+            raise ValueError(
+                f"column 'time' has {int(bad.sum())} value(s) that are not timestamps, e.g. {example!r}"
+            )
+        col = parsed
+    ns = pd.DatetimeIndex(col).as_unit("ns").asi8.copy()
+    ns[ns == np.iinfo(np.int64).min] = NAT_SORT_KEY
+    return ns
+
+
+def _iso_weeks_in_year(year: np.ndarray) -> np.ndarray:
+    def p(y):
+        return (y + y // 4 - y // 100 + y // 400) % 7
+
+    return 52 + ((p(year) == 4) | (p(year - 1) == 3))
+
+
+def temporal_features(ns: np.ndarray) -> dict[str, np.ndarray]:
+    """Year, month, day of week (Monday 0), hour and ISO week (UTC); NaN where the time is missing."""
+    ok = ns != NAT_SORT_KEY
+    t = np.where(ok, ns, 0)
+    day = t // NS_PER_DAY
+    dow = (day + 3) % 7  # 1970-01-01 was a Thursday
+    dates = day.astype("datetime64[D]")
+    year_start = dates.astype("datetime64[Y]")
+    year = year_start.astype(np.int64) + 1970
+    month = dates.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    doy = day - year_start.astype("datetime64[D]").astype(np.int64) + 1
+    week = (doy - (dow + 1) + 10) // 7
+    week = np.where(week < 1, _iso_weeks_in_year(year - 1),
+                    np.where(week > _iso_weeks_in_year(year), 1, week))
+    out = {
+        "year": year, "month": month, "day_of_week": dow, "hour": (t // NS_PER_HOUR) % 24,
+        "week_of_year": week,
+    }
+    return {k: np.where(ok, v, np.nan) for k, v in out.items()}
+
+
+def split_build_profile(profile: str) -> tuple[str, str, str]:
+    """``arch-compiler-optimisation`` into its three parts; malformed profiles give ``unknown`` parts.
+
+    An architecture may itself contain ``-`` (the last two fields are compiler and optimisation).
+
+    >>> split_build_profile("linuxx86_64-gcc13-O2")
+    ('linuxx86_64', 'gcc13', 'O2')
+    >>> split_build_profile("gcc13O2")
+    ('unknown', 'unknown', 'unknown')
+    """
+    parts = [p.strip() for p in profile.split("-")]
+    if profile == UNKNOWN or len(parts) < 3 or not all(parts):
+        return UNKNOWN, UNKNOWN, UNKNOWN
+    return "-".join(parts[:-2]), parts[-2], parts[-1]
+
+
+def split_branch(branch: str) -> tuple[str, float]:
+    """Branch prefix (trailing digits and underscores removed) and number (NaN when it has none).
+
+    Several trailing numbers read as a version: ``release_24_3`` gives 24.003.
+
+    >>> split_branch("feature_1234")
+    ('feature', 1234.0)
+    >>> split_branch("release_24_3")
+    ('release', 24.003)
+    >>> split_branch("main")
+    ('main', nan)
+    """
+    prefix = branch.rstrip("0123456789_")
+    groups = _DIGITS.findall(branch[len(prefix):])
+    number = sum(int(g) / 1000.0**i for i, g in enumerate(groups)) if groups else np.nan
+    return prefix or UNKNOWN, float(number)
+
+
+def parse_targets(targets: str, heavy: frozenset[str]) -> tuple[float, float, float]:
+    """Number of targets, whether ``dist`` is one of them, number of heavy targets (NaNs if unknown)."""
+    if targets == UNKNOWN:
+        return np.nan, np.nan, np.nan
+    items = {t.strip() for t in targets.split(",")} - {""}
+    return float(len(items)), float("dist" in items), float(len(items & heavy))
+
+
+def target_gb(df: pd.DataFrame) -> np.ndarray | None:
+    """Peak memory in GB from ``max_rss_gb`` or ``max_rss`` (bytes), or ``None`` without either.
+
+    Non-positive peaks are unknown (NaN): they never enter the history.
+    """
+    if "max_rss_gb" in df.columns:
+        peak = to_float(df["max_rss_gb"])
+    elif "max_rss" in df.columns:
+        peak = to_float(df["max_rss"]) / BYTES_PER_GB
+    else:
+        return None
+    peak[~(peak > 0)] = np.nan
+    return peak
+
+
+def memreq_gb(df: pd.DataFrame) -> np.ndarray:
+    """Configured request in GB from ``memreq_gb`` or ``memreq`` (MB)."""
+    if "memreq_gb" in df.columns:
+        return to_float(df["memreq_gb"])
+    return to_float(df["memreq"]) / MB_PER_GB

@@ -1,0 +1,186 @@
+"""What differs between learning libraries, kept in one table.
+
+The models are written against scikit-learn's estimator API; the few things that API does not
+unify (the name of the quantile level, how to declare categorical columns, the fast prediction
+path) are looked up here by the estimator's class name. Adding a library is one
+:func:`register_adapter` call, not a new model class.
+
+Examples
+--------
+>>> from sklearn.ensemble import GradientBoostingRegressor
+>>> with_quantile(GradientBoostingRegressor(), 0.9).get_params()["alpha"]
+0.9
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+__all__ = [
+    "LibraryAdapter",
+    "adapter_for",
+    "fit_with_categoricals",
+    "predict_fast",
+    "predict_proba_fast",
+    "register_adapter",
+    "with_quantile",
+    "with_squared_error",
+]
+
+#: Histogram gradient boosting keeps at most this many categories per categorical feature.
+_HGB_MAX_CATEGORIES = 255
+
+
+def _no_params(*_args) -> dict[str, Any]:
+    return {}
+
+
+def _predict(estimator, X: np.ndarray) -> np.ndarray:
+    return estimator.predict(X)
+
+
+def _predict_proba(estimator, X: np.ndarray) -> np.ndarray:
+    return estimator.predict_proba(X)
+
+
+@dataclass(frozen=True)
+class LibraryAdapter:
+    """How to drive one library's estimator.
+
+    Parameters
+    ----------
+    quantile : callable(alpha) -> dict, optional
+        Constructor parameters that make the estimator fit the ``alpha`` quantile.
+    squared_error : callable() -> dict, optional
+        Constructor parameters for a squared-error fit.
+    categorical_params : callable(mask, cardinality) -> dict
+        Constructor parameters declaring the categorical columns (boolean mask, category counts).
+    categorical_fit_params : callable(mask) -> dict
+        ``fit`` keyword arguments declaring them.
+    predict, predict_proba : callable(estimator, X) -> ndarray
+        Prediction on a float matrix (the libraries' low-overhead path where there is one).
+    """
+
+    quantile: Callable[[float], dict[str, Any]] | None = None
+    squared_error: Callable[[], dict[str, Any]] | None = None
+    categorical_params: Callable[[np.ndarray, np.ndarray], dict[str, Any]] = field(default=_no_params)
+    categorical_fit_params: Callable[[np.ndarray], dict[str, Any]] = field(default=_no_params)
+    predict: Callable[[Any, np.ndarray], np.ndarray] = field(default=_predict)
+    predict_proba: Callable[[Any, np.ndarray], np.ndarray] = field(default=_predict_proba)
+
+
+def _xgb_feature_types(mask: np.ndarray, _cardinality: np.ndarray) -> dict[str, Any]:
+    if not mask.any():
+        return {}
+    return {"feature_types": ["c" if m else "q" for m in mask], "enable_categorical": True}
+
+
+def _xgb_predict(estimator, X: np.ndarray) -> np.ndarray:
+    return estimator.get_booster().inplace_predict(X)
+
+
+def _lgbm_categoricals(mask: np.ndarray) -> dict[str, Any]:
+    return {"categorical_feature": np.flatnonzero(mask).tolist()} if mask.any() else {}
+
+
+def _lgbm_predict(estimator, X: np.ndarray) -> np.ndarray:
+    return estimator.booster_.predict(X)
+
+
+def _hgb_categoricals(mask: np.ndarray, cardinality: np.ndarray) -> dict[str, Any]:
+    usable = mask & (cardinality <= _HGB_MAX_CATEGORIES)
+    return {"categorical_features": usable} if usable.any() else {}
+
+
+_ADAPTERS: dict[str, LibraryAdapter] = {
+    "HistGradientBoostingRegressor": LibraryAdapter(
+        quantile=lambda a: {"loss": "quantile", "quantile": a},
+        squared_error=lambda: {"loss": "squared_error"},
+        categorical_params=_hgb_categoricals,
+    ),
+    "HistGradientBoostingClassifier": LibraryAdapter(categorical_params=_hgb_categoricals),
+    "GradientBoostingRegressor": LibraryAdapter(
+        quantile=lambda a: {"loss": "quantile", "alpha": a},
+        squared_error=lambda: {"loss": "squared_error"},
+    ),
+    "XGBRegressor": LibraryAdapter(
+        quantile=lambda a: {"objective": "reg:quantileerror", "quantile_alpha": a},
+        squared_error=lambda: {"objective": "reg:squarederror"},
+        categorical_params=_xgb_feature_types,
+        predict=_xgb_predict,
+    ),
+    "XGBClassifier": LibraryAdapter(
+        categorical_params=_xgb_feature_types, predict_proba=_xgb_predict
+    ),
+    "LGBMRegressor": LibraryAdapter(
+        quantile=lambda a: {"objective": "quantile", "alpha": a},
+        squared_error=lambda: {"objective": "regression"},
+        categorical_fit_params=_lgbm_categoricals,
+        predict=_lgbm_predict,
+    ),
+    "LGBMClassifier": LibraryAdapter(
+        categorical_fit_params=_lgbm_categoricals, predict_proba=_lgbm_predict
+    ),
+}
+
+_DEFAULT = LibraryAdapter()
+
+
+def register_adapter(cls: type | str, adapter: LibraryAdapter) -> None:
+    """Declare how to drive estimators of class ``cls`` (a class or its ``__name__``)."""
+    _ADAPTERS[cls if isinstance(cls, str) else cls.__name__] = adapter
+
+
+def adapter_for(estimator) -> LibraryAdapter:
+    """The adapter of the estimator's class or its nearest registered base class."""
+    for klass in type(estimator).__mro__:
+        adapter = _ADAPTERS.get(klass.__name__)
+        if adapter is not None:
+            return adapter
+    return _DEFAULT
+
+
+def _configured(estimator, params_fn, what: str, *args):
+    if params_fn is None:
+        raise ValueError(
+            f"{type(estimator).__name__} has no registered {what} objective; declare it with "
+            "resource_prediction.models.adapters.register_adapter"
+        )
+    return clone(estimator).set_params(**params_fn(*args))
+
+
+def with_quantile(estimator, alpha: float):
+    """A clone of ``estimator`` set to fit the ``alpha`` quantile."""
+    return _configured(estimator, adapter_for(estimator).quantile, "quantile", alpha)
+
+
+def with_squared_error(estimator):
+    """A clone of ``estimator`` set to a squared-error fit."""
+    return _configured(estimator, adapter_for(estimator).squared_error, "squared-error")
+
+
+def fit_with_categoricals(estimator, X: np.ndarray, y: np.ndarray, mask: np.ndarray, cardinality):
+    """Declare the categorical columns the library's way, then fit ``estimator`` in place."""
+    adapter = adapter_for(estimator)
+    params = adapter.categorical_params(mask, np.asarray(cardinality))
+    if params:
+        estimator.set_params(**params)
+    return estimator.fit(X, y, **adapter.categorical_fit_params(mask))
+
+
+def predict_fast(estimator, X: np.ndarray) -> np.ndarray:
+    """``estimator.predict`` through the library's low-overhead path (1-D float array)."""
+    return np.asarray(adapter_for(estimator).predict(estimator, X), dtype=np.float64).ravel()
+
+
+def predict_proba_fast(estimator, X: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(n, n_classes)`` through the low-overhead path."""
+    proba = np.asarray(adapter_for(estimator).predict_proba(estimator, X), dtype=np.float64)
+    if proba.ndim == 1:  # binary boosters return the positive class only
+        proba = np.column_stack([1.0 - proba, proba])
+    return proba

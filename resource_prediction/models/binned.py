@@ -1,0 +1,180 @@
+"""Classification over memory bins: predict the bin, allocate its upper edge.
+
+The one binned-classification implementation. Bins are learnt from the training peaks with
+:class:`sklearn.preprocessing.KBinsDiscretizer` (``uniform``, ``quantile`` or ``kmeans``; by default
+on ``log(peak)``, so ``uniform`` bins are geometric in GB); degenerate bins are dropped, so
+``n_bins_`` can be below ``n_bins``.
+
+Allocation rule
+---------------
+* the allocation is the upper edge of the predicted bin;
+* a job whose top class probability is below ``confidence_threshold`` is moved up one bin;
+* the top bin's upper edge is the largest training peak times ``top_margin`` (never infinite);
+* bins that hold no training job (possible with ``uniform``/``kmeans``) get probability 0: they
+  are never predicted but can be reached by the move-up rule.
+
+Subclasses (one per classifier, in :mod:`resource_prediction.models.classifiers`) only declare
+their parameters and build the classifier in :meth:`BinnedClassifier._make_classifier`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import KBinsDiscretizer
+from sklearn.utils.validation import check_is_fitted
+
+from resource_prediction.models.adapters import fit_with_categoricals, predict_proba_fast
+from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
+
+__all__ = ["STRATEGIES", "BinnedClassifier", "binned_search_space", "learn_bins"]
+
+STRATEGIES = ("uniform", "quantile", "kmeans")
+
+
+def learn_bins(
+    y: np.ndarray,
+    n_bins: int,
+    strategy: str = "quantile",
+    top_margin: float = 1.2,
+    log_scale: bool = True,
+    random_state: int | None = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges (GB) and each peak's bin index, learnt from peaks ``y``.
+
+    The first edge is the smallest peak, the last one the largest peak times ``top_margin``.
+
+    Examples
+    --------
+    >>> edges, codes = learn_bins(np.array([1.0, 1.1, 4.0, 4.2, 16.0, 17.0]), 3, top_margin=1.0)
+    >>> edges.size - 1, codes.tolist(), float(edges[-1])
+    (3, [0, 0, 1, 1, 2, 2], 17.0)
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    y = np.asarray(y, dtype=np.float64)
+    values = np.log(y) if log_scale else y
+    n = min(int(n_bins), np.unique(values).size)
+    if n < 2:
+        codes = np.zeros(y.size, dtype=np.int64)
+        return np.array([y.min(), y.max() * top_margin]), codes
+    kbd = KBinsDiscretizer(
+        n_bins=n, encode="ordinal", strategy=strategy, subsample=None, random_state=random_state
+    )
+    with warnings.catch_warnings():
+        # Degenerate bins being dropped is expected and reflected in n_bins_.
+        warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+        codes = kbd.fit_transform(values[:, None])[:, 0].astype(np.int64)
+    inner = kbd.bin_edges_[0][1:-1]
+    edges = np.concatenate([[y.min()], np.exp(inner) if log_scale else inner, [y.max() * top_margin]])
+    return edges, codes
+
+
+class BinnedClassifier(BasePredictor):
+    """Abstract binned classifier; see the module docstring for the allocation rule.
+
+    Common parameters (every subclass has them): ``n_bins`` (requested bins, 3-15),
+    ``strategy`` (``"uniform"``, ``"quantile"``, ``"kmeans"``), ``confidence_threshold``
+    (move up one bin below this top probability), ``top_margin`` (top edge = largest training
+    peak times this), ``log_scale`` (bin ``log(peak)``), ``random_state``.
+
+    Attributes
+    ----------
+    bin_edges_ : ndarray of shape (n_bins_ + 1,)
+        Edges in GB; bin ``i`` is ``[bin_edges_[i], bin_edges_[i + 1])``.
+    n_bins_ : int
+        Bins kept after dropping degenerate ones.
+    seen_bins_ : ndarray of int
+        Bins that hold at least one training job (the classifier's classes).
+    classifier_ : estimator or None
+        The fitted classifier (None when all training jobs fall in one bin).
+    """
+
+    @abstractmethod
+    def _make_classifier(self):
+        """The unfitted classifier (called after the input attributes are set)."""
+
+    def fit(self, X, y):
+        """Learn the bins from ``y``, then a classifier of the bin from ``X``."""
+        Xa, y = self._validate_fit(X, y)
+        if int(self.n_bins) < 2:
+            raise ValueError(f"n_bins must be at least 2, got {self.n_bins}")
+        if not 0.0 <= self.confidence_threshold <= 1.0:
+            raise ValueError(f"confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
+        if self.top_margin < 1.0:
+            raise ValueError(f"top_margin must be >= 1, got {self.top_margin}")
+        self.bin_edges_, codes = learn_bins(
+            y, self.n_bins, self.strategy, self.top_margin, self.log_scale, self.random_state
+        )
+        self.n_bins_ = self.bin_edges_.size - 1
+        self.seen_bins_ = np.unique(codes)
+        if self.seen_bins_.size < 2:
+            self.classifier_ = None
+            return self
+        labels = np.searchsorted(self.seen_bins_, codes)
+        self.classifier_ = fit_with_categoricals(
+            self._make_classifier(), Xa, labels, self.categorical_mask_, self._category_counts()
+        )
+        return self
+
+    # ------------------------------------------------------------------ decisions
+    def _proba(self, Xa: np.ndarray) -> np.ndarray:
+        proba = np.zeros((Xa.shape[0], self.n_bins_))
+        if self.classifier_ is None:
+            proba[:, self.seen_bins_[0]] = 1.0
+        else:
+            proba[:, self.seen_bins_] = predict_proba_fast(self.classifier_, Xa)
+        return proba
+
+    def _decide(self, Xa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted bin, its probability, and the allocated bin (after the move-up rule)."""
+        proba = self._proba(Xa)
+        predicted = proba.argmax(axis=1)
+        confidence = proba[np.arange(proba.shape[0]), predicted]
+        moved = confidence < self.confidence_threshold
+        allocated = np.minimum(predicted + moved, self.n_bins_ - 1)
+        return predicted, confidence, allocated
+
+    def _predict(self, Xa: np.ndarray) -> np.ndarray:
+        return self.bin_edges_[self._decide(Xa)[2] + 1]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probability of each of the ``n_bins_`` bins, shape ``(n_jobs, n_bins_)``."""
+        check_is_fitted(self)
+        return self._proba(self._validate_X(X, reset=False))
+
+    def predict_bin(self, X, apply_confidence_rule: bool = True) -> np.ndarray:
+        """The bin each job is allocated (``False``: the most probable bin, before moving up)."""
+        check_is_fitted(self)
+        predicted, _, allocated = self._decide(self._validate_X(X, reset=False))
+        return allocated if apply_confidence_rule else predicted
+
+    def explain(self, X) -> pd.DataFrame:
+        """Per job: allocation, most probable bin and its probability, allocated bin and edges."""
+        check_is_fitted(self)
+        predicted, confidence, allocated = self._decide(self._validate_X(X, reset=False))
+        return pd.DataFrame(
+            {
+                "allocation_gb": self._as_allocation(self.bin_edges_[allocated + 1]),
+                "predicted_bin": predicted,
+                "confidence": confidence,
+                "moved_up": allocated != predicted,
+                "bin": allocated,
+                "bin_lower_gb": self.bin_edges_[allocated],
+                "bin_upper_gb": self.bin_edges_[allocated + 1],
+            }
+        )
+
+
+def binned_search_space(trial) -> dict:
+    """The binning part shared by every binned classifier's search space."""
+    return {
+        **suggest_preprocessor_params(trial),
+        "n_bins": trial.suggest_int("n_bins", 3, 15),
+        "strategy": trial.suggest_categorical("strategy", list(STRATEGIES)),
+        "confidence_threshold": trial.suggest_float("confidence_threshold", 0.3, 0.9),
+        "top_margin": trial.suggest_float("top_margin", 1.0, 1.5),
+    }

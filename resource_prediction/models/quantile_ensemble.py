@@ -1,0 +1,176 @@
+"""One composable quantile ensemble: members as data, the highest quantile wins.
+
+Each member is any regressor whose library has a quantile objective registered in
+:mod:`resource_prediction.models.adapters` (scikit-learn's gradient boosting, XGBoost, LightGBM);
+it is cloned, set to the ensemble's ``alpha`` quantile and fitted. The allocation is the largest
+member prediction times ``safety``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.utils import Bunch
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.validation import check_is_fitted
+from xgboost import XGBRegressor
+
+from resource_prediction.models.adapters import fit_with_categoricals, predict_fast, with_quantile
+from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
+
+__all__ = ["DEFAULT_MEMBERS", "QuantileEnsembleRegressor", "search_space"]
+
+#: The default members. Shared, never fitted or modified: the ensemble fits clones, and
+#: ``set_params`` on member parameters copies them first.
+DEFAULT_MEMBERS: tuple = (
+    (
+        "hgb",
+        HistGradientBoostingRegressor(
+            loss="quantile",
+            max_iter=200,
+            learning_rate=0.05,
+            max_leaf_nodes=31,
+            min_samples_leaf=20,
+            early_stopping=False,
+            random_state=0,
+        ),
+    ),
+    (
+        "xgb",
+        XGBRegressor(
+            objective="reg:quantileerror",
+            n_estimators=200,
+            learning_rate=0.05,
+            max_depth=6,
+            min_child_weight=5.0,
+            subsample=0.9,
+            n_jobs=1,
+            random_state=0,
+        ),
+    ),
+)
+
+
+class QuantileEnsembleRegressor(_BaseComposition, BasePredictor):
+    """Largest of several quantile regressors at level ``alpha``, times ``safety``.
+
+    Parameters
+    ----------
+    members : list of (str, estimator)
+        The member regressors, as for :class:`sklearn.ensemble.VotingRegressor`. Their
+        parameters are reachable as ``<name>__<param>``. A LightGBM member composes in as
+        ``("lgbm", lightgbm.LGBMRegressor())``.
+    alpha : float
+        The quantile level every member fits, in (0, 1).
+    safety : float
+        Multiplier applied to the largest member prediction.
+    log_target : bool
+        Fit the quantile of ``log(peak)`` and exponentiate (the same quantile, learnt with every
+        job weighing alike instead of the largest jobs dominating the loss).
+    random_state : int or None
+        When set, given to every member that has a ``random_state``.
+
+    Attributes
+    ----------
+    estimators_ : list of estimators
+        The fitted clones, in member order.
+    named_estimators_ : Bunch
+        The same, by member name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.base import clone
+from sklearn.ensemble import GradientBoostingRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 2)); y = np.exp(X[:, 0] + 0.1 * rng.normal(size=300))
+    >>> qe = QuantileEnsembleRegressor(
+    ...     members=[("gb", GradientBoostingRegressor(n_estimators=20))], alpha=0.9
+    ... ).fit(X, y)
+    >>> bool(np.all(qe.predict(X) > 0)), qe.get_params()["gb__n_estimators"]
+    (True, 20)
+    """
+
+    def __init__(
+        self,
+        members=DEFAULT_MEMBERS,
+        alpha: float = 0.95,
+        safety: float = 1.0,
+        log_target: bool = True,
+        random_state: int | None = None,
+    ):
+        self.members = members
+        self.alpha = alpha
+        self.safety = safety
+        self.log_target = log_target
+        self.random_state = random_state
+
+    def get_params(self, deep: bool = True):
+        """Parameters, with members' ones as ``<name>__<param>`` when ``deep``."""
+        return self._get_params("members", deep=deep)
+
+    def set_params(self, **params):
+        """Set parameters, members' ones as ``<name>__<param>``; unknown keys raise."""
+        if "members" in params:
+            self.members = params.pop("members")
+        if params and not isinstance(self.members, list):
+            # Copy before changing a member so the shared defaults are never modified.
+            self.members = [(name, clone(est)) for name, est in self.members]
+        self._set_params("members", **params)
+        return self
+
+    def fit(self, X, y):
+        """Fit a clone of every member at quantile ``alpha``."""
+        Xa, y = self._validate_fit(X, y)
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.safety <= 0:
+            raise ValueError(f"safety must be positive, got {self.safety}")
+        if not self.members:
+            raise ValueError("members is empty: give at least one (name, estimator) pair")
+        names = [name for name, _ in self.members]
+        self._validate_names(names)
+        target = np.log(y) if self.log_target else y
+        mask, counts = self.categorical_mask_, self._category_counts()
+        self.estimators_ = []
+        for _, member in self.members:
+            est = with_quantile(member, self.alpha)
+            if self.random_state is not None and "random_state" in est.get_params(deep=False):
+                est.set_params(random_state=self.random_state)
+            self.estimators_.append(fit_with_categoricals(est, Xa, target, mask, counts))
+        self.named_estimators_ = Bunch(**dict(zip(names, self.estimators_, strict=True)))
+        return self
+
+    def _member_predictions(self, Xa: np.ndarray) -> np.ndarray:
+        preds = np.column_stack([predict_fast(est, Xa) for est in self.estimators_])
+        return np.exp(preds) if self.log_target else preds
+
+    def _predict(self, Xa: np.ndarray) -> np.ndarray:
+        return self._member_predictions(Xa).max(axis=1) * self.safety
+
+    def explain(self, X) -> pd.DataFrame:
+        """Allocation, ``alpha``, ``safety`` and each member's prediction (GB, before safety)."""
+        check_is_fitted(self)
+        Xa = self._validate_X(X, reset=False)
+        preds = self._member_predictions(Xa)
+        out = pd.DataFrame({"allocation_gb": self._as_allocation(preds.max(axis=1) * self.safety)})
+        out["alpha"] = self.alpha
+        out["safety"] = self.safety
+        for j, name in enumerate(self.named_estimators_):
+            out[f"{name}_gb"] = preds[:, j]
+        return out
+
+
+def search_space(trial) -> dict:
+    """Optuna search space of the default two-member ensemble."""
+    return {
+        **suggest_preprocessor_params(trial),
+        "alpha": trial.suggest_float("alpha", 0.90, 0.995),
+        "safety": trial.suggest_float("safety", 1.0, 1.5),
+        "hgb__learning_rate": trial.suggest_float("hgb__learning_rate", 0.02, 0.2, log=True),
+        "hgb__max_leaf_nodes": trial.suggest_int("hgb__max_leaf_nodes", 15, 63),
+        "xgb__learning_rate": trial.suggest_float("xgb__learning_rate", 0.02, 0.2, log=True),
+        "xgb__max_depth": trial.suggest_int("xgb__max_depth", 3, 8),
+    }

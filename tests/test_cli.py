@@ -1,0 +1,33 @@
+import subprocess
+import sys
+
+from resource_prediction.cli import main
+from resource_prediction.data import load_telemetry
+
+
+def test_generate_csv_and_parquet(tmp_path, capsys):
+    for ext in ("csv", "parquet"):
+        out = tmp_path / f"jobs.{ext}"
+        assert main(["generate", "--jobs", "500", "--seed", "3", "--out", str(out)]) == 0
+        assert len(load_telemetry(out)) == 500
+    assert "wrote 500 jobs" in capsys.readouterr().out
+
+
+def test_summary_prints_baseline_and_oracle(tmp_path, capsys):
+    data = tmp_path / "jobs.csv"
+    main(["generate", "--jobs", "2000", "--out", str(data)])
+    assert main(["summary", "--data", str(data), "--json", str(tmp_path / "s.json")]) == 0
+    text = capsys.readouterr().out
+    assert "configured_request" in text and "oracle" in text
+    assert (tmp_path / "s.json").exists()
+
+
+def test_module_entry_point_reports_bad_input(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a\tb\n1\t2\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "resource_prediction", "summary", "--data", str(bad)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert "separator" in proc.stderr and str(bad) in proc.stderr
