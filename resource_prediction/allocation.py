@@ -89,8 +89,8 @@ def optimal_allocation_lognormal_mixture(
     res = out.ravel()
     for start in range(0, flat[0].size, chunk):
         sl = slice(start, start + chunk)
-        m, s, p, mo, so, l, h = (v[sl, None] for v in flat)
-        log_grid = l + (h - l) * steps
+        m, s, p, mo, so, low, high = (v[sl, None] for v in flat)
+        log_grid = low + (high - low) * steps
         cost = expected_job_cost(np.exp(log_grid), unit_cost, m, s, p, mo, so)
         j = np.argmin(cost, axis=1)
         rows = np.arange(j.size)

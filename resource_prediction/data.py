@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,17 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep=sep, dtype=known_as_text, keep_default_na=True)
 
 
+def _parse_times(values: pd.Series) -> pd.Series:
+    """UTC timestamps: the fast ISO 8601 parser first, then any other format for what it missed."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    retry = parsed.isna() & values.notna()
+    if retry.any():
+        parsed[retry] = pd.to_datetime(values[retry], utc=True, errors="coerce", format="mixed")
+    return parsed
+
+
 def coerce_raw(raw: pd.DataFrame, source: str = "<frame>") -> tuple[pd.DataFrame, dict]:
     """Type the raw columns, drop unusable rows and report them.
 
@@ -124,7 +137,7 @@ def coerce_raw(raw: pd.DataFrame, source: str = "<frame>") -> tuple[pd.DataFrame
             log.warning("%s: optional column %r missing, filled with NaN", source, col)
 
     time_raw = df["time"]
-    time = pd.to_datetime(time_raw, utc=True, errors="coerce", format="mixed")
+    time = _parse_times(time_raw)
     peak = pd.to_numeric(df["max_rss"], errors="coerce")
     peak_missing = df["max_rss"].isna().to_numpy().copy()
     if pd.api.types.is_string_dtype(df["max_rss"]):
@@ -207,8 +220,8 @@ def save_telemetry(df: pd.DataFrame, path: str | Path) -> Path:
     if path.suffix.lower() in {".parquet", ".pq"}:
         out.to_parquet(path, index=False)
     else:
-        out = out.assign(time=out["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        out.to_csv(path, sep=";", index=False)
+        table = pa.Table.from_pandas(out, preserve_index=False)
+        pa_csv.write_csv(table, path, pa_csv.WriteOptions(delimiter=";"))
     return path
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from resource_prediction.allocation import optimal_allocation_lognormal_mixture, unit_failure_cost
 from resource_prediction.data import BYTES_PER_GB, MB_PER_GB
@@ -78,7 +79,15 @@ def _uuids(rng: np.random.Generator, n: int) -> np.ndarray:
     for dst, src in ((0, 0), (9, 8), (14, 12), (19, 16), (24, 20)):
         width = {0: 8, 9: 4, 14: 4, 19: 4, 24: 12}[dst]
         out[:, dst : dst + width] = nibbles[:, src : src + width]
-    return out.view("S36").ravel().astype(str)
+    offsets = pa.py_buffer(np.arange(0, 36 * (n + 1), 36, dtype=np.int32))
+    return pd.array(pa.StringArray.from_buffers(n, offsets, pa.py_buffer(out.tobytes())), dtype="str")
+
+
+def _strings(codes: np.ndarray, categories) -> pd.api.extensions.ExtensionArray:
+    """``categories[codes]`` as a pandas ``str`` array, built without Python-level string work."""
+    dictionary = pa.array([str(c) for c in categories], type=pa.string())
+    decoded = pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), dictionary)
+    return pd.array(decoded.cast(pa.string()), dtype="str")
 
 
 def _arrival_times(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -208,31 +217,35 @@ def generate_telemetry(n_jobs: int = DEFAULT_N_JOBS, seed: int = 0, with_truth: 
     arch_p = np.array([0.55, 0.2, 0.15, 0.1])
     arch_idx = np.where(rng.random(n_jobs) < 0.5, comps["arch_bias"].to_numpy()[comp_idx],
                         rng.choice(len(arch_names), size=n_jobs, p=arch_p))
-    compiler = np.empty(n_jobs, dtype=object)
-    compiler_effect = np.zeros(n_jobs)
-    for a, arch in enumerate(arch_names):
-        mask = arch_idx == a
-        names = np.array(list(COMPILERS[arch]))
-        pick = rng.integers(0, names.size, mask.sum())
-        compiler[mask] = names[pick]
-        compiler_effect[mask] = np.array(list(COMPILERS[arch].values()))[pick]
-    opt_names = np.array(list(OPT_LEVELS))
-    opt_idx = rng.choice(opt_names.size, size=n_jobs, p=[0.1, 0.1, 0.45, 0.25, 0.1])
-    build_profile = pd.Series(arch_names[arch_idx], dtype=object) + "-" + compiler + "-" + opt_names[opt_idx]
+    opt_names = list(OPT_LEVELS)
+    profiles, compiler_effects, offsets, n_compilers = [], [], [], []
+    for arch in arch_names:
+        offsets.append(len(profiles))
+        n_compilers.append(len(COMPILERS[arch]))
+        for comp, effect in COMPILERS[arch].items():
+            for opt in opt_names:
+                profiles.append(f"{arch}-{comp}-{opt}")
+                compiler_effects.append(effect)
+    compiler_pick = (rng.random(n_jobs) * np.array(n_compilers)[arch_idx]).astype(int)
+    opt_idx = rng.choice(len(opt_names), size=n_jobs, p=[0.1, 0.1, 0.45, 0.25, 0.1])
+    profile_code = np.array(offsets)[arch_idx] + compiler_pick * len(opt_names) + opt_idx
+    compiler_effect = np.array(compiler_effects)[profile_code]
 
     local_jobs = rng.choice(LOCAL_JOBS, size=n_jobs, p=[0.1, 0.25, 0.35, 0.2, 0.1])
     distributed = np.where(rng.random(n_jobs) < 0.4, rng.integers(50, 400, n_jobs), 0)
     n_targets = rng.integers(1, 5, n_jobs)
     has_dist = rng.random(n_jobs) < 0.15
-    target_sets = np.array([",".join(TARGET_POOL[: k]) for k in range(1, 5)], dtype=object)
-    targets = target_sets[n_targets - 1] + np.where(has_dist, ",dist", "")
+    target_sets = [",".join(TARGET_POOL[:k]) + dist for k in range(1, 5) for dist in ("", ",dist")]
+    target_code = (n_targets - 1) * 2 + has_dist
     is_test = rng.random(n_jobs) < 0.3
     loc_names = np.array(list(LOCATIONS))
     loc_idx = rng.choice(loc_names.size, size=n_jobs, p=[0.4, 0.2, 0.3, 0.1])
     prefix_idx = rng.choice(len(BRANCH_PREFIXES), size=n_jobs, p=[0.25, 0.1, 0.45, 0.15, 0.05])
     branch_num = rng.integers(1, 5000, n_jobs)
-    prefixes = np.array(BRANCH_PREFIXES, dtype=object)[prefix_idx]
-    branch = np.where(prefix_idx == 0, "main", prefixes + branch_num.astype(str))
+    branch_names = [
+        "main" if prefix == "main" else f"{prefix}{num}" for prefix in BRANCH_PREFIXES for num in range(5000)
+    ]
+    branch_code = prefix_idx * 5000 + branch_num
 
     steps_effect, steps = _step_effect(rng, comps, comp_idx, t_years)
     mu = (
@@ -268,26 +281,23 @@ def generate_telemetry(n_jobs: int = DEFAULT_N_JOBS, seed: int = 0, with_truth: 
         {
             "atom_id": _uuids(rng, n_jobs),
             "time": pd.to_datetime(time_ns, utc=True),
-            "location": loc_names[loc_idx],
+            "location": _strings(loc_idx, loc_names),
             "memory_fail_count": pd.array(fail_count, dtype="Int64"),
-            "branch": branch.astype(str),
-            "buildProfile": build_profile.astype(str).to_numpy(),
+            "branch": _strings(branch_code, branch_names),
+            "buildProfile": _strings(profile_code, profiles),
             "jobs": pd.array(distributed, dtype="Int64"),
             "localJobs": pd.array(local_jobs, dtype="Int64"),
-            "makeType": np.array(list(MAKE_TYPES))[make_idx],
-            "targets": targets.astype(str),
-            "component": np.array(COMPONENTS)[comp_idx],
-            "ts_phase": np.where(is_test, "test", "build"),
-            "ts_status": np.where(unstable, "unstable", "successful"),
+            "makeType": _strings(make_idx, MAKE_TYPES),
+            "targets": _strings(target_code, target_sets),
+            "component": _strings(comp_idx, COMPONENTS),
+            "ts_phase": _strings(is_test, ("build", "test")),
+            "ts_status": _strings(unstable, ("successful", "unstable")),
             "cgroup": _uuids(rng, n_jobs),
             "max_rss": np.round(peak_gb * BYTES_PER_GB),
             "max_cache": np.round(peak_gb * rng.uniform(0.2, 1.5, n_jobs) * BYTES_PER_GB),
             "memreq": request_gb * MB_PER_GB,
         }
     )
-    for col in ("atom_id", "location", "branch", "buildProfile", "makeType", "targets", "component",
-                "ts_phase", "ts_status", "cgroup"):
-        df[col] = df[col].astype("str")
     df["max_rss_gb"] = df["max_rss"] / BYTES_PER_GB
     df["memreq_gb"] = df["memreq"] / MB_PER_GB
     if with_truth:

@@ -72,9 +72,10 @@ def test_oracle_matches_a_monte_carlo_minimum(small_telemetry):
         mc_cost = [unit_cost * np.mean(peaks > a) + np.mean(np.maximum(a - peaks, 0)) for a in candidates]
         best = candidates[int(np.argmin(mc_cost))]
         assert best == pytest.approx(oracle[i], rel=0.04)
-        # and the closed-form cost agrees with the Monte Carlo estimate at the oracle
+        # and the closed-form cost agrees with the Monte Carlo estimate at the oracle (within 4 SE)
         exact = expected_job_cost(oracle[i], unit_cost, *(row[c] for c in TRUTH_COLUMNS))
-        assert exact == pytest.approx(mc_cost[45], rel=0.03)
+        per_draw = unit_cost * (peaks > oracle[i]) + np.maximum(oracle[i] - peaks, 0)
+        assert abs(exact - per_draw.mean()) < 4 * per_draw.std() / np.sqrt(peaks.size)
 
 
 def test_oracle_beats_every_fixed_quantile(medium_telemetry):
