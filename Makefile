@@ -14,6 +14,7 @@ help:
 	@echo "make test   lint and the test suite (includes the papermill pipeline and book build)"
 	@echo "make bench  benchmarks, JSON in $(ARTIFACTS)/bench/"
 	@echo "make lab    JupyterLab on the notebooks"
+	@echo "make app    the simulation app (Voila) on http://127.0.0.1:8866"
 	@echo "make html | serve | dev | clean   the Jupyter Book (served on http://localhost:$(PORT))"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -30,8 +31,17 @@ browser:
 	  echo "installing Debian's chromium (needs root and apt)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
 
+# The whole job: default data, the notebooks via papermill (classification search, then regression
+# search and every family evaluated), the book. TRIALS = Optuna trials per family and run.
+TRIALS ?= 8
 run: venv
 	$(BIN)/resource-prediction summary --artifacts-dir $(ARTIFACTS) --json $(ARTIFACTS)/reports/data_summary.json
+	$(BIN)/resource-prediction --artifacts-dir $(ARTIFACTS) --model-type classification --run-search --n-trials $(TRIALS)
+	$(BIN)/resource-prediction --artifacts-dir $(ARTIFACTS) --model-type regression --skip-preprocessing --run-search --evaluate-all-archs --n-trials $(TRIALS)
+	$(MAKE) --no-print-directory html
+	@echo "book:    $(abspath $(BOOK))/index.html   (make serve: http://localhost:$(PORT))"
+	@echo "models:  $(abspath $(ARTIFACTS))/trained_models"
+	@echo "reports: $(abspath $(ARTIFACTS))/reports"
 
 test: venv browser
 	$(BIN)/ruff check .
@@ -43,8 +53,14 @@ bench: venv
 lab: venv
 	$(BIN)/jupyter lab notebooks
 
+# The simulation as a standalone web app (Voila, sources hidden) on http://127.0.0.1:8866
+app: venv
+	RESOURCE_PREDICTION_ARTIFACTS=$(abspath $(ARTIFACTS)) $(BIN)/voila notebooks/05_simulation.ipynb --no-browser --port=8866 --Voila.ip=127.0.0.1
+
+# The book publishes the notebooks as papermill executed them (book/results/, written by make run).
 html: venv
-	$(BIN)/jupyter-book build --path-output . .
+	@test -f book/results/04_evaluation.ipynb || { echo "no executed notebooks in book/results/: run 'make run' first"; exit 1; }
+	$(BIN)/jupyter-book build -W --keep-going --path-output . .
 
 serve:
 	@test -d $(BOOK) || $(MAKE) html

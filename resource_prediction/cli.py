@@ -71,12 +71,88 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_summary]
 
 
+def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
+    """The seed project's flags, used when no subcommand is given: run the notebooks (papermill)."""
+    from resource_prediction.pipeline import DEFAULT_N_TRIALS, TASK_TYPES
+
+    g = parser.add_argument_group(
+        "pipeline (no subcommand)",
+        "run the notebooks 01-04 with papermill; executed copies go to book/results/ and "
+        "<artifacts>/notebooks/",
+    )
+    g.add_argument("--run-search", action="store_true",
+                   help="run the Optuna search and the final evaluation (without it: no new trials; "
+                        "evaluation with the stored best or default parameters)")
+    g.add_argument("--skip-preprocessing", action="store_true",
+                   help="reuse the processed data of an earlier run")
+    g.add_argument("--preprocess-only", action="store_true", help="run preprocessing and stop")
+    g.add_argument("--evaluate-all-archs", action="store_true",
+                   help="evaluate the best model of every family and chart them")
+    g.add_argument("--task-type", "--model-type", dest="task_type", choices=TASK_TYPES,
+                   default="regression", help="regression or classification families (default: %(default)s)")
+    g.add_argument("--model-family", metavar="NAME", help="search and evaluate this family only")
+    g.add_argument("--data", help="raw telemetry (default: generated data under the artifacts)")
+    g.add_argument("--artifacts-dir", default=str(DEFAULT_ARTIFACTS_DIR), help="default: %(default)s")
+    g.add_argument("--n-trials", type=int, default=DEFAULT_N_TRIALS,
+                   help="Optuna trials per family (default: %(default)s)")
+    g.add_argument("--timeout", type=float, help="search time limit per family, seconds")
+    g.add_argument("--storage", help="Optuna storage URL (default: SQLite under the artifacts)")
+    g.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    g.add_argument("--jobs", type=int, default=DEFAULT_N_JOBS,
+                   help="jobs of the generated data when --data is not given (default: %(default)s)")
+    g.add_argument("--book-results", metavar="DIR",
+                   help="where the book takes the executed notebooks from (default: book/results)")
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Run the notebooks (no subcommand): exit 1 naming the notebook and cell when one fails."""
+    from resource_prediction.pipeline import (
+        BOOK_RESULTS_DIR,
+        PipelineConfig,
+        PipelineError,
+        run_pipeline,
+    )
+
+    try:
+        config = PipelineConfig(
+            data=Path(args.data) if args.data else None,
+            artifacts_dir=Path(args.artifacts_dir),
+            task_type=args.task_type,
+            model_family=args.model_family,
+            run_search=args.run_search,
+            skip_preprocessing=args.skip_preprocessing,
+            preprocess_only=args.preprocess_only,
+            evaluate_all_archs=args.evaluate_all_archs,
+            n_trials=args.n_trials,
+            timeout=args.timeout,
+            storage=args.storage,
+            seed=args.seed,
+            jobs=args.jobs,
+            book_results=Path(args.book_results) if args.book_results else BOOK_RESULTS_DIR,
+        )
+        runs = run_pipeline(config)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    paths = config.paths
+    print(f"executed notebooks: {paths.notebooks}")
+    if runs and runs[-1].book_copy is not None:
+        print(f"book pages (executed notebooks): {runs[-1].book_copy.parent}")
+    print(f"models: {paths.models}")
+    print(f"reports: {paths.reports}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resource-prediction",
         description="Size the memory of build and batch jobs from their telemetry.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_pipeline_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
@@ -91,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+        return cmd_pipeline(args)
     try:
         return args.func(args)
     except TelemetryError as exc:

@@ -7,8 +7,9 @@ in the state plus the peaks of earlier rows of the same group in the batch, neve
 
 The computation is vectorised: rows are sorted by group once (stable, so time order holds within a
 group); each group gets a block of ``LONG`` slots for its stored peaks followed by its new peaks; the
-window of a row is then a slice of that flat array, gathered for all rows at once with
-``sliding_window_view``. The exponentially weighted mean is one ``lfilter`` pass over all peaks with the
+window of a row is then the slice of that flat array that ends just before the row. Summaries of every
+such slice (newest, sum, largest and second largest of the last 5 and 20) come from ``LONG`` shifted
+views of the flat array (:class:`WindowPeaks`); the 95th percentiles follow from the two largest. The exponentially weighted mean is one ``lfilter`` pass over all peaks with the
 carry-over between groups subtracted in closed form.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 #: Short and long rolling windows (number of previous peaks).
 SHORT = 5
@@ -27,59 +27,86 @@ STAT_NAMES: tuple[str, ...] = ("prev", "p95_5", "mean_5", "max_20", "p95_20", "e
 QUANTILE = 0.95
 
 
-def _sorted_quantile(sorted_win: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
-    """Linear-interpolation quantile of the first ``n`` values of each ascending row (NaN if n = 0)."""
-    pos = q * np.maximum(n - 1, 0)
-    lo = np.floor(pos).astype(np.intp)
-    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
-    rows = np.arange(sorted_win.shape[0])
-    a = sorted_win[rows, lo]
-    b = sorted_win[rows, hi]
-    out = a + (b - a) * (pos - lo)
-    out[n == 0] = np.nan
-    return out
+# With at most LONG <= 20 values the 95th percentile (linear interpolation) lies between the two largest,
+# so two running maxima replace a sort: for n >= 2 values, position q (n - 1) = (n - 2) + frac.
+assert all(np.floor(QUANTILE * (n - 1)) == n - 2 for n in range(2, LONG + 1))
 
 
-def window_stats(win: np.ndarray, n_avail: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """Statistics of :data:`STAT_NAMES` from windows of the last ``LONG`` peaks.
+class WindowPeaks:
+    """Per-window summaries of every window ``seq[p : p + LONG]`` of a flat peak array.
 
-    Parameters
-    ----------
-    win : ndarray of shape (m, LONG)
-        Previous peaks, most recent last, NaN-padded on the left when fewer are known.
-    n_avail : ndarray of shape (m,)
-        Number of known peaks in each window.
-    num, den : ndarray of shape (m,)
-        Numerator and denominator of the exponentially weighted mean.
+    NaN marks "no peak" and may only pad a window on the left (the oldest slots). Each summary is a
+    vector over window start positions, built from ``LONG`` shifted contiguous slices of ``seq``:
+    no window is ever copied or sorted.
     """
-    m = win.shape[0]
-    out = np.empty((m, len(STAT_NAMES)))
-    short = win[:, -SHORT:]
-    n_short = np.minimum(n_avail, SHORT)
-    out[:, 0] = win[:, -1]
-    out[:, 1] = _sorted_quantile(np.sort(short, axis=1), n_short, QUANTILE)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[:, 2] = np.where(np.isnan(short), 0.0, short).sum(axis=1) / n_short
-        out[:, 5] = num / den
-    out[n_short == 0, 2] = np.nan
-    out[den <= 0, 5] = np.nan
-    out[:, 3] = np.fmax.reduce(win, axis=1)
-    out[:, 4] = _sorted_quantile(np.sort(win, axis=1), np.minimum(n_avail, LONG), QUANTILE)
-    return out
+
+    __slots__ = ("newest", "short_max", "short_second", "short_sum", "long_max", "long_second")
+
+    def __init__(self, seq: np.ndarray):
+        m = seq.size - LONG + 1
+        missing = np.isnan(seq)
+        neg = np.where(missing, -np.inf, seq)
+        zero = np.where(missing, 0.0, seq)
+        first, second = neg[LONG - 1 :].copy(), np.full(m, -np.inf)
+        total = zero[LONG - 1 :].copy()
+
+        def push(j: int) -> None:
+            x = neg[j : j + m]
+            np.maximum(second, np.minimum(first, x), out=second)
+            np.maximum(first, x, out=first)
+
+        for j in range(LONG - 2, LONG - SHORT - 1, -1):
+            push(j)
+            total += zero[j : j + m]
+        self.short_max, self.short_second, self.short_sum = first.copy(), second.copy(), total
+        for j in range(LONG - SHORT - 1, -1, -1):
+            push(j)
+        self.long_max, self.long_second = first, second
+        self.newest = seq[LONG - 1 :]
+
+    def stats(self, start: np.ndarray, n_avail: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        """Statistics of :data:`STAT_NAMES` (rows) for windows starting at ``start`` (columns).
+
+        Parameters
+        ----------
+        start : ndarray of int
+            Window start positions.
+        n_avail : ndarray of int
+            Known peaks in each window (the rest is NaN padding on the left).
+        num, den : ndarray
+            Numerator and denominator of the exponentially weighted mean.
+        """
+        out = np.empty((len(STAT_NAMES), start.size))
+        n_short = np.minimum(n_avail, SHORT)
+        n_long = np.minimum(n_avail, LONG)
+        long_max = self.long_max[start]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[0] = self.newest[start]
+            out[1] = _p95(self.short_max[start], self.short_second[start], n_short)
+            out[2] = self.short_sum[start] / n_short
+            out[3] = long_max
+            out[4] = _p95(long_max, self.long_second[start], n_long)
+            out[5] = num / den
+        out[:5, n_long == 0] = np.nan
+        out[5, den <= 0] = np.nan
+        return out
+
+
+def _p95(largest: np.ndarray, second: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """95th percentile (linear interpolation) of ``n`` values from their two largest."""
+    frac = QUANTILE * (n - 1) - (n - 2)
+    return np.where(n >= 2, second + frac * (largest - second), largest)
 
 
 class HistoryFeatures:
-    """Per-row history of one grouping level: statistics, peaks seen before and the row's group."""
+    """Per-row history of one grouping level: statistics (one row per :data:`STAT_NAMES`) and the
+    number of peaks the row's group had seen."""
 
     __slots__ = ("stats", "count")
 
     def __init__(self, stats: np.ndarray, count: np.ndarray):
         self.stats = stats
         self.count = count
-
-    def take(self, order: np.ndarray) -> HistoryFeatures:
-        """Rows rearranged: ``result[i] = self[order[i]]``."""
-        return HistoryFeatures(self.stats[order], self.count[order])
 
 
 class GroupHistory:
@@ -126,14 +153,20 @@ class GroupHistory:
         """What jobs of groups ``keys[codes]`` see now, from the stored history only."""
         sidx = self.lookup(keys)[codes]
         known = sidx >= 0
-        stats = np.full((codes.size, len(STAT_NAMES)), np.nan)
+        stats = np.full((len(STAT_NAMES), codes.size), np.nan)
         count = np.zeros(codes.size)
-        stats[known] = self.next_stats[sidx[known]]
+        stats[:, known] = self.next_stats[sidx[known]].T
         count[known] = self.count[sidx[known]]
         return HistoryFeatures(stats, count)
 
     def replay(
-        self, codes: np.ndarray, keys: Sequence[Hashable], peaks: np.ndarray, *, commit: bool = False
+        self,
+        codes: np.ndarray,
+        keys: Sequence[Hashable],
+        peaks: np.ndarray,
+        *,
+        commit: bool = False,
+        out_index: np.ndarray | None = None,
     ) -> HistoryFeatures:
         """Causal history of rows in time order, each seeing the state plus earlier rows' peaks.
 
@@ -147,6 +180,9 @@ class GroupHistory:
             Peak (GB) of each row; NaN where unknown (such rows get features but add no history).
         commit : bool
             Append the rows' peaks to the stored history.
+        out_index : ndarray of int of shape (n,), optional
+            Output position of each row (default: the input order); saves a gather when the caller
+            sorted the rows by time.
         """
         n, n_keys = codes.size, len(keys)
         sidx = self.lookup(keys)
@@ -157,7 +193,8 @@ class GroupHistory:
         num0 = np.where(known, self.num[safe], 0.0) if has_state else np.zeros(n_keys)
         den0 = np.where(known, self.den[safe], 0.0) if has_state else np.zeros(n_keys)
 
-        perm = np.argsort(codes, kind="stable")
+        # Stable sort keeps time order within a group; 16-bit codes let numpy use a radix sort.
+        perm = np.argsort(codes.astype(np.uint16) if n_keys <= 65536 else codes, kind="stable")
         g = codes[perm]
         x = peaks[perm]
         valid = ~np.isnan(x)
@@ -179,8 +216,8 @@ class GroupHistory:
         seq[(base[:, None] + np.arange(LONG)).ravel()] = init.ravel()
         vrows = np.flatnonzero(valid)
         seq[base[g[vrows]] + LONG + c[vrows]] = x[vrows]
-        windows = sliding_window_view(seq, LONG)
-        end = base[g] + c  # start of the row's window: the LONG slots ending just before it
+        peaks_at = WindowPeaks(seq)
+        start = base[g] + c  # the LONG slots ending just before the row
         avail0 = np.minimum(count0, LONG)
 
         # Exponentially weighted mean: y_j = r y_{j-1} + x_j over all new peaks, minus the carry-over
@@ -200,22 +237,24 @@ class GroupHistory:
             return num, den
 
         num, den = level(g, c)
-        stats = window_stats(windows[end], np.minimum(avail0[g] + c, LONG), num, den)
+        stats = peaks_at.stats(start, np.minimum(avail0[g] + c, LONG), num, den)
+        dest = perm if out_index is None else out_index[perm]
         out = HistoryFeatures(np.empty_like(stats), np.empty(n))
-        out.stats[perm] = stats
-        out.count[perm] = count0[g] + c
+        out.stats[:, dest] = stats
+        out.count[dest] = count0[g] + c
 
         if commit:
             gi = np.arange(n_keys)
-            new_last = windows[base + n_valid]
+            end = base + n_valid
             new_count = count0 + n_valid
             new_num, new_den = level(gi, n_valid)
-            self._store(keys, sidx, new_last, new_count, new_num, new_den)
+            new_stats = peaks_at.stats(end, np.minimum(new_count, LONG), new_num, new_den)
+            new_last = seq[end[:, None] + np.arange(LONG)]
+            self._store(keys, sidx, new_last, new_count, new_num, new_den, new_stats.T)
         return out
 
-    def _store(self, keys, sidx, last, count, num, den) -> None:
+    def _store(self, keys, sidx, last, count, num, den, stats) -> None:
         """Overwrite known groups and append new ones."""
-        stats = window_stats(last, np.minimum(count, LONG), num, den)
         known = sidx >= 0
         rows = sidx[known]
         self.last[rows], self.count[rows] = last[known], count[known]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,11 @@ NS_PER_DAY = 24 * NS_PER_HOUR
 NAT_SORT_KEY = np.iinfo(np.int64).max
 
 _DIGITS = re.compile(r"\d+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Temporal features, in the order :func:`temporal_features` returns them.
+TEMPORAL_NAMES: tuple[str, ...] = ("year", "month", "day_of_week", "hour", "week_of_year")
+#: Frames up to this many rows are parsed with plain Python (cheaper than pandas' per-call overhead).
+SMALL_FRAME = 32
 
 
 def check_columns(df: pd.DataFrame, required: Iterable[str], *, memreq: bool = True) -> None:
@@ -51,46 +57,94 @@ def check_columns(df: pd.DataFrame, required: Iterable[str], *, memreq: bool = T
         )
 
 
-def factorize_labels(col: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Codes and distinct string labels of a column; missing or blank values become ``unknown``.
+def _label(value) -> str:
+    """String label of a raw categorical value; missing or blank values are ``unknown``."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return UNKNOWN
+    return str(value).strip() or UNKNOWN
+
+
+def column(df: pd.DataFrame, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """The values of column ``name`` as an array, without building a Series.
+
+    Uses ``DataFrame._get_column_array`` (tens of times cheaper than ``df[name]`` for one-row frames,
+    which matters for online transforms) and falls back to the public ``df[name].array``.
+    """
+    loc = df.columns.get_loc(name)
+    if not isinstance(loc, int):
+        raise ValueError(f"column {name!r} appears more than once in the input")
+    getter = getattr(df, "_get_column_array", None)
+    return getter(loc) if getter is not None else df[name].array
+
+
+def _objects(values) -> list:
+    """Python objects of a short array (``to_numpy(dtype=object)`` is the cheap route for Arrow)."""
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return values.to_numpy(dtype=object).tolist()
+
+
+def factorize_labels(values) -> tuple[np.ndarray, list[str]]:
+    """Codes and distinct string labels of an array; missing or blank values become ``unknown``.
 
     Labels are unique (values whose string forms coincide share a code) and codes are never -1.
     """
-    codes, uniques = pd.factorize(col, use_na_sentinel=True)
     canon: dict[str, int] = {}
+    if len(values) <= SMALL_FRAME:  # a few jobs (online use): plain Python beats pandas' overhead
+        codes = np.fromiter(
+            (canon.setdefault(_label(v), len(canon)) for v in _objects(values)),
+            dtype=np.intp, count=len(values),
+        )
+        return codes, list(canon)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
     remap = np.empty(len(uniques) + 1, dtype=np.intp)
-    for i, value in enumerate(list(uniques) + [None]):
-        label = UNKNOWN if value is None else str(value).strip() or UNKNOWN
-        remap[i] = canon.setdefault(label, len(canon))
+    for i, value in enumerate([*uniques.tolist(), None]):
+        remap[i] = canon.setdefault(_label(value), len(canon))
     return remap[codes], list(canon)
 
 
-def to_float(col: pd.Series) -> np.ndarray:
-    """A numeric column (nullable ints, floats or strings) as float64, non-numbers as NaN."""
-    if not pd.api.types.is_numeric_dtype(col.dtype):
-        col = pd.to_numeric(col, errors="coerce")
-    return col.to_numpy(dtype=np.float64, na_value=np.nan)
+def factorize_ints(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Codes and distinct values (in order of appearance) of an integer array."""
+    if len(values) <= SMALL_FRAME:
+        seen: dict[int, int] = {}
+        codes = np.fromiter((seen.setdefault(v, len(seen)) for v in values.tolist()), dtype=np.intp,
+                            count=len(values))
+        return codes, list(seen)
+    codes, uniques = pd.factorize(values)
+    return codes, uniques.tolist()
 
 
-def time_to_ns(col: pd.Series) -> np.ndarray:
+def to_float(values) -> np.ndarray:
+    """A numeric array (nullable ints, floats or strings) as a new float64 array, non-numbers NaN."""
+    if not pd.api.types.is_numeric_dtype(values.dtype):
+        values = pd.to_numeric(values, errors="coerce")
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64)
+    return np.array(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+def time_to_ns(values) -> np.ndarray:
     """Timestamps (datetime, tz-aware or naive = UTC, or ISO strings) as int64 ns since the epoch.
 
     Missing times get :data:`NAT_SORT_KEY`. Values that are present but not timestamps raise a
     ``ValueError`` naming the column.
     """
-    if not (isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(col.dtype)):
-        parsed = pd.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
-        bad = parsed.isna().to_numpy() & col.notna().to_numpy()
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        ns = pd.array(values).as_unit("ns").asi8.copy()
+    else:
+        present = ~pd.isna(values)
+        parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+        bad = parsed.isna() & present
         if bad.any():
-            parsed = pd.to_datetime(col, utc=True, errors="coerce", format="mixed")
-            bad = parsed.isna().to_numpy() & col.notna().to_numpy()
+            parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+            bad = parsed.isna() & present
         if bad.any():
-            example = col[bad].iloc[0]
             raise ValueError(
-                f"column 'time' has {int(bad.sum())} value(s) that are not timestamps, e.g. {example!r}"
+                f"column 'time' has {int(bad.sum())} value(s) that are not timestamps, "
+                f"e.g. {values[np.flatnonzero(bad)[0]]!r}"
             )
-        col = parsed
-    ns = pd.DatetimeIndex(col).as_unit("ns").asi8.copy()
+        ns = parsed.as_unit("ns").asi8.copy()
     ns[ns == np.iinfo(np.int64).min] = NAT_SORT_KEY
     return ns
 
@@ -102,8 +156,24 @@ def _iso_weeks_in_year(year: np.ndarray) -> np.ndarray:
     return 52 + ((p(year) == 4) | (p(year - 1) == 3))
 
 
+def _temporal_small(ns: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`temporal_features` for a few rows with the standard library (numpy's datetime casts
+    cost more than the whole computation for one job)."""
+    rows = []
+    for t in ns.tolist():
+        if t == NAT_SORT_KEY:
+            rows.append((np.nan,) * 5)
+            continue
+        d = _EPOCH + timedelta(microseconds=t // 1000)
+        rows.append((d.year, d.month, d.weekday(), d.hour, d.isocalendar()[1]))
+    cols = np.array(rows, dtype=np.float64).reshape(-1, 5).T
+    return dict(zip(TEMPORAL_NAMES, cols, strict=True))
+
+
 def temporal_features(ns: np.ndarray) -> dict[str, np.ndarray]:
     """Year, month, day of week (Monday 0), hour and ISO week (UTC); NaN where the time is missing."""
+    if ns.size <= SMALL_FRAME:
+        return _temporal_small(ns)
     ok = ns != NAT_SORT_KEY
     t = np.where(ok, ns, 0)
     day = t // NS_PER_DAY
@@ -116,11 +186,8 @@ def temporal_features(ns: np.ndarray) -> dict[str, np.ndarray]:
     week = (doy - (dow + 1) + 10) // 7
     week = np.where(week < 1, _iso_weeks_in_year(year - 1),
                     np.where(week > _iso_weeks_in_year(year), 1, week))
-    out = {
-        "year": year, "month": month, "day_of_week": dow, "hour": (t // NS_PER_HOUR) % 24,
-        "week_of_year": week,
-    }
-    return {k: np.where(ok, v, np.nan) for k, v in out.items()}
+    out = (year, month, dow, (t // NS_PER_HOUR) % 24, week)
+    return {k: np.where(ok, v, np.nan) for k, v in zip(TEMPORAL_NAMES, out, strict=True)}
 
 
 def split_build_profile(profile: str) -> tuple[str, str, str]:
@@ -171,9 +238,9 @@ def target_gb(df: pd.DataFrame) -> np.ndarray | None:
     Non-positive peaks are unknown (NaN): they never enter the history.
     """
     if "max_rss_gb" in df.columns:
-        peak = to_float(df["max_rss_gb"])
+        peak = to_float(column(df, "max_rss_gb"))
     elif "max_rss" in df.columns:
-        peak = to_float(df["max_rss"]) / BYTES_PER_GB
+        peak = to_float(column(df, "max_rss")) / BYTES_PER_GB
     else:
         return None
     peak[~(peak > 0)] = np.nan
@@ -183,5 +250,5 @@ def target_gb(df: pd.DataFrame) -> np.ndarray | None:
 def memreq_gb(df: pd.DataFrame) -> np.ndarray:
     """Configured request in GB from ``memreq_gb`` or ``memreq`` (MB)."""
     if "memreq_gb" in df.columns:
-        return to_float(df["memreq_gb"])
-    return to_float(df["memreq"]) / MB_PER_GB
+        return to_float(column(df, "memreq_gb"))
+    return to_float(column(df, "memreq")) / MB_PER_GB

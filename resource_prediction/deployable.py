@@ -1,0 +1,376 @@
+"""A trained model ready to serve: preprocessor + predictor + provenance, saved safely.
+
+:class:`DeployableModel` takes raw telemetry rows (as :func:`~resource_prediction.data.load_telemetry`
+returns them, or straight from ``pandas.read_csv(path, sep=";")``) and returns the GB to allocate
+to each. :meth:`DeployableModel.train` builds one from a registered family in one call.
+
+Artifact format and trust model
+-------------------------------
+A saved model is one file: a magic line, a JSON header line, then a pickle payload. The header
+holds the format version, the library version, the payload's length and SHA-256, and optionally
+an HMAC-SHA256 signature of the payload. :meth:`DeployableModel.load` checks all of these
+**before** unpickling anything and refuses (:class:`ArtifactError`) a file whose payload does not
+match its checksum, whose format major version this library cannot read, or whose signature is
+missing or wrong while a signing key is configured.
+
+Pickles execute code when loaded. The checksum catches corruption and accidental edits, not an
+attacker who can rewrite the file (they can rewrite the checksum too): load only artifacts this
+project wrote, from storage you trust. To protect against tampering, set a secret in the
+environment variable ``RESOURCE_PREDICTION_SIGNING_KEY`` both when saving and when loading: files
+are then signed with HMAC-SHA256 and unsigned or wrongly signed files are refused. A signed file
+cannot be loaded without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import pickle
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import resource_prediction
+from resource_prediction.config import ModelFamily, get_family, split_params
+from resource_prediction.data import RAW_COLUMNS
+from resource_prediction.features.raw import NAT_SORT_KEY, target_gb, time_to_ns
+from resource_prediction.metrics import DEFAULT_PENALTY, allocation_metrics
+from resource_prediction.preprocessing import ModelPreprocessor
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SIGNING_KEY_ENV",
+    "ArtifactError",
+    "DeployableModel",
+    "data_fingerprint",
+]
+
+#: ``major.minor``: a reader accepts any file of its own major version.
+FORMAT_VERSION = "1.0"
+SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
+MAGIC = b"RESOURCE-PREDICTION-MODEL\n"
+_MAX_HEADER_BYTES = 1 << 20
+
+
+class ArtifactError(ValueError):
+    """A model file that must not be loaded (corrupt, tampered, unsigned or incompatible)."""
+
+
+def _time_ns(raw_df: pd.DataFrame) -> np.ndarray:
+    return time_to_ns(raw_df["time"])
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(int(ns), tz="UTC").isoformat()
+
+
+def data_fingerprint(raw_df: pd.DataFrame) -> str:
+    """SHA-256 of the raw telemetry columns, independent of how the frame was read.
+
+    Times are hashed as UTC nanoseconds, numbers as floats and everything else as strings, so the
+    frame of ``load_telemetry`` and the one of ``pandas.read_csv(path, sep=";")`` of the same rows
+    in the same order give the same fingerprint.
+    """
+    digest = hashlib.sha256()
+    columns = [c for c in RAW_COLUMNS if c in raw_df.columns]
+    digest.update(json.dumps([columns, len(raw_df)]).encode())
+    for name in columns:
+        col = raw_df[name]
+        if name == "time":
+            values = pd.Series(_time_ns(raw_df))
+        elif pd.api.types.is_numeric_dtype(col.dtype):
+            values = pd.Series(col.to_numpy(dtype=np.float64, na_value=np.nan))
+        else:
+            values = col.astype("str").where(col.notna(), "<NA>")
+        digest.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """Parameters as JSON values (estimators and other objects as their repr)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) and all(
+        isinstance(v, str | int | float | bool | type(None)) for v in value
+    ):
+        return list(value)
+    return repr(value)
+
+
+def _library_versions() -> dict[str, str]:
+    import lightgbm
+    import sklearn
+    import xgboost
+
+    return {
+        "resource_prediction": resource_prediction.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "xgboost": xgboost.__version__,
+        "lightgbm": lightgbm.__version__,
+    }
+
+
+def _signing_key() -> bytes | None:
+    key = os.environ.get(SIGNING_KEY_ENV)
+    return key.encode() if key else None
+
+
+class DeployableModel:
+    """A fitted preprocessor and predictor with their provenance.
+
+    Parameters
+    ----------
+    preprocessor : ModelPreprocessor
+        Fitted; turns raw rows into the predictor's features.
+    model : BasePredictor
+        Fitted on the preprocessor's features.
+    metadata : dict, optional
+        Provenance (see :meth:`get_model_info`); :meth:`train` fills it.
+
+    Examples
+    --------
+    >>> from resource_prediction.synthetic import generate_telemetry
+    >>> from resource_prediction.data import time_split
+    >>> train, new = time_split(generate_telemetry(1500, seed=0))
+    >>> dm = DeployableModel.train("global_quantile", train)
+    >>> gb = dm.predict(new.drop(columns=["max_rss", "max_rss_gb"]))
+    >>> gb.shape == (len(new),), dm.get_model_info()["family"]
+    (True, 'global_quantile')
+    """
+
+    def __init__(self, preprocessor: ModelPreprocessor, model, metadata: dict | None = None):
+        self.preprocessor = preprocessor
+        self.model = model
+        self.metadata = dict(metadata or {})
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def train(
+        cls,
+        family: str | ModelFamily,
+        raw_df: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+        penalty: float = DEFAULT_PENALTY,
+        seed: int = 0,
+    ) -> DeployableModel:
+        """Fit a family's preprocessor and model on raw training rows.
+
+        Parameters
+        ----------
+        family : str or ModelFamily
+            A registered family name (or a family object).
+        raw_df : DataFrame
+            Raw telemetry with the target (``max_rss`` or ``max_rss_gb``).
+        params : dict, optional
+            The family's parameters (``pre__`` keys for the preprocessor); defaults when None.
+        penalty : float
+            The business score's penalty (given to models that take one, and recorded).
+        seed : int
+            ``random_state`` of models that take one (unless ``params`` sets it).
+        """
+        fam = family if isinstance(family, ModelFamily) else get_family(family)
+        params = dict(params or {})
+        estimator = fam.make_estimator(params, penalty=penalty, random_state=seed)
+        _, pre_params = split_params(params)
+        pre_params.setdefault("encoding", getattr(estimator, "preferred_encoding", "category"))
+        preprocessor = ModelPreprocessor(**pre_params)
+        X = preprocessor.fit_transform(raw_df)
+        y = target_gb(raw_df)
+        if y is None:
+            raise ValueError("raw_df needs the target: column 'max_rss' (bytes) or 'max_rss_gb' (GB)")
+        known = np.isfinite(y)
+        if not known.any():
+            raise ValueError("raw_df has no job with a positive peak to learn from")
+        estimator.fit(X[known] if not known.all() else X, y[known])
+
+        ns = _time_ns(raw_df)
+        ns = ns[ns != NAT_SORT_KEY]
+        first, last = (
+            (_iso(ns.min()), _iso(ns.max())) if ns.size else (None, None)
+        )
+        metadata = {
+            "family": fam.name,
+            "task_type": fam.task_type,
+            "estimator_class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+            "params": _jsonable(params),
+            "estimator_params": _jsonable(estimator.get_params(deep=False)),
+            "preprocessor_params": _jsonable(preprocessor.get_params(deep=False)),
+            "penalty": float(penalty),
+            "seed": int(seed),
+            "features": list(preprocessor.feature_names_),
+            "categorical_features": list(preprocessor.categorical_features_),
+            "training": {
+                "n_rows": int(len(raw_df)),
+                "n_rows_with_peak": int(known.sum()),
+                "time_start": first,
+                "time_end": last,
+                "mean_peak_gb": float(np.mean(y[known])),
+                "data_sha256": data_fingerprint(raw_df),
+            },
+            "holdout_metrics": None,
+            "library_versions": _library_versions(),
+            "format_version": FORMAT_VERSION,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        return cls(preprocessor, estimator, metadata)
+
+    # ------------------------------------------------------------------ serving
+    def predict(self, raw_df: pd.DataFrame) -> np.ndarray:
+        """GB to allocate to each row of ``raw_df``, in the rows' order.
+
+        With the target in ``raw_df`` every job also sees the peaks of earlier rows (causal replay).
+        """
+        return self.model.predict(self.preprocessor.transform(raw_df))
+
+    def observe(self, raw_df: pd.DataFrame) -> DeployableModel:
+        """Add finished jobs (with their peaks) to the memory history; returns ``self``."""
+        self.preprocessor.observe(raw_df)
+        return self
+
+    def explain(self, raw_df: pd.DataFrame) -> pd.DataFrame:
+        """Per-row display information: the allocation plus what the model can tell about it.
+
+        Binned classifiers give the bin, its edges and the confidence; the quantile ensemble its
+        ``alpha``, ``safety`` and member predictions; models without more give the allocation.
+        """
+        out = self.model.explain(self.preprocessor.transform(raw_df))
+        out.index = raw_df.index
+        return out
+
+    def evaluate(self, raw_df: pd.DataFrame, penalty: float | None = None, record: bool = False) -> dict:
+        """Allocation metrics on rows with known peaks; ``record=True`` stores them as holdout."""
+        y = target_gb(raw_df)
+        if y is None:
+            raise ValueError("evaluate needs the target: 'max_rss' (bytes) or 'max_rss_gb' (GB)")
+        penalty = self.metadata.get("penalty", DEFAULT_PENALTY) if penalty is None else penalty
+        known = np.isfinite(y)
+        metrics = allocation_metrics(self.predict(raw_df)[known], y[known], penalty=penalty)
+        if record:
+            self.set_holdout_metrics(metrics)
+        return metrics
+
+    def set_holdout_metrics(self, metrics: dict[str, Any] | None) -> DeployableModel:
+        """Record holdout metrics in the metadata; returns ``self``."""
+        self.metadata["holdout_metrics"] = _jsonable(dict(metrics)) if metrics is not None else None
+        return self
+
+    @property
+    def holdout_metrics(self) -> dict | None:
+        return self.metadata.get("holdout_metrics")
+
+    def get_model_info(self) -> dict[str, Any]:
+        """The metadata: family, parameters, features, training data, metrics, versions."""
+        return json.loads(json.dumps(self.metadata))
+
+    def __repr__(self) -> str:
+        family = self.metadata.get("family", type(self.model).__name__)
+        return f"DeployableModel(family={family!r}, features={len(self.metadata.get('features', []))})"
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the model to ``path`` (``.pkl``); signed when a signing key is set."""
+        path = Path(path)
+        if path.suffix != ".pkl":
+            raise ValueError(f"model files end in .pkl, got {path.name!r}")
+        payload = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        key = _signing_key()
+        header = {
+            "format_version": FORMAT_VERSION,
+            "library_version": resource_prediction.__version__,
+            "python": sys.version.split()[0],
+            "family": self.metadata.get("family"),
+            "created_at": self.metadata.get("created_at"),
+            "payload_bytes": len(payload),
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+            "signature": hmac.new(key, payload, hashlib.sha256).hexdigest() if key else None,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pkl.tmp")
+        with tmp.open("wb") as fh:
+            fh.write(MAGIC)
+            fh.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+            fh.write(payload)
+        tmp.replace(path)
+        return path
+
+    @staticmethod
+    def read_header(path: str | Path) -> dict[str, Any]:
+        """The JSON header of a model file (nothing is unpickled)."""
+        return _read(Path(path), payload=False)[0]
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeployableModel:
+        """Read a model file after checking its version, checksum and signature.
+
+        Raises
+        ------
+        ArtifactError
+            Not a model file, an incompatible format version, a payload that does not match its
+            checksum, or a missing/invalid signature while a signing key is set.
+        """
+        header, payload = _read(Path(path), payload=True)
+        model = pickle.loads(payload)  # noqa: S301 - verified above, see the trust model
+        if not isinstance(model, cls):
+            raise ArtifactError(f"{path} holds a {type(model).__name__}, not a DeployableModel")
+        return model
+
+
+def _read(path: Path, payload: bool) -> tuple[dict[str, Any], bytes | None]:
+    """Header (and verified payload) of a model file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    with path.open("rb") as fh:
+        if fh.read(len(MAGIC)) != MAGIC:
+            raise ArtifactError(f"{path} is not a resource-prediction model file (bad magic line)")
+        line = fh.readline(_MAX_HEADER_BYTES)
+        try:
+            header = json.loads(line)
+        except ValueError as exc:
+            raise ArtifactError(f"{path}: unreadable header ({exc})") from None
+        if not isinstance(header, dict):
+            raise ArtifactError(f"{path}: unreadable header")
+        version = str(header.get("format_version", ""))
+        if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
+            raise ArtifactError(
+                f"{path} was written in model format {version or '?'} by resource-prediction "
+                f"{header.get('library_version', '?')}; this version "
+                f"({resource_prediction.__version__}) reads format {FORMAT_VERSION.split('.')[0]}.x: "
+                "retrain the model or use a matching library version"
+            )
+        if not payload:
+            return header, None
+        data = fh.read()
+    if len(data) != header.get("payload_bytes") or hashlib.sha256(data).hexdigest() != header.get(
+        "payload_sha256"
+    ):
+        raise ArtifactError(
+            f"{path}: payload does not match its recorded SHA-256 (corrupt or modified); refusing to load"
+        )
+    key = _signing_key()
+    signature = header.get("signature")
+    if key is not None:
+        expected = hmac.new(key, data, hashlib.sha256).hexdigest()
+        if not signature or not hmac.compare_digest(str(signature), expected):
+            raise ArtifactError(
+                f"{path}: {'invalid' if signature else 'missing'} signature for the key in "
+                f"{SIGNING_KEY_ENV}; refusing to load"
+            )
+    elif signature:
+        raise ArtifactError(
+            f"{path} is signed: set {SIGNING_KEY_ENV} to the signing key to verify and load it"
+        )
+    return header, data

@@ -1,0 +1,292 @@
+"""The binned classifiers: one small class per classifier library, binning shared.
+
+Every class takes the binning parameters of :class:`~resource_prediction.models.binned.
+BinnedClassifier` (``n_bins``, ``strategy``, ``confidence_threshold``, ``top_margin``,
+``log_scale``, ``random_state``) followed by its classifier's own parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lightgbm import LGBMClassifier
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from xgboost import XGBClassifier
+
+from resource_prediction.models.binned import BinnedClassifier, binned_search_space
+
+__all__ = [
+    "LightGBMBinnedClassifier",
+    "LogisticBinnedClassifier",
+    "RandomForestBinnedClassifier",
+    "XGBoostBinnedClassifier",
+    "lightgbm_search_space",
+    "logistic_search_space",
+    "random_forest_search_space",
+    "xgboost_search_space",
+]
+
+
+class XGBoostBinnedClassifier(BinnedClassifier):
+    """Memory bin predicted by an XGBoost classifier.
+
+    Parameters
+    ----------
+    n_bins, strategy, confidence_threshold, top_margin, log_scale, random_state :
+        Binning (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
+    n_estimators, learning_rate, max_depth, min_child_weight, subsample, colsample_bytree :
+        See :class:`xgboost.XGBClassifier`.
+    n_jobs : int
+    """
+
+    def __init__(
+        self,
+        n_bins: int = 8,
+        strategy: str = "quantile",
+        confidence_threshold: float = 0.5,
+        top_margin: float = 1.2,
+        log_scale: bool = True,
+        n_estimators: int = 150,
+        learning_rate: float = 0.1,
+        max_depth: int = 6,
+        min_child_weight: float = 1.0,
+        subsample: float = 0.9,
+        colsample_bytree: float = 1.0,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ):
+        self.n_bins = n_bins
+        self.strategy = strategy
+        self.confidence_threshold = confidence_threshold
+        self.top_margin = top_margin
+        self.log_scale = log_scale
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _make_classifier(self):
+        return XGBClassifier(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            max_depth=self.max_depth,
+            min_child_weight=self.min_child_weight,
+            subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        )
+
+
+class LightGBMBinnedClassifier(BinnedClassifier):
+    """Memory bin predicted by a LightGBM classifier.
+
+    Parameters
+    ----------
+    n_bins, strategy, confidence_threshold, top_margin, log_scale, random_state :
+        Binning (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
+    n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree :
+        See :class:`lightgbm.LGBMClassifier`.
+    n_jobs : int
+    """
+
+    def __init__(
+        self,
+        n_bins: int = 8,
+        strategy: str = "quantile",
+        confidence_threshold: float = 0.5,
+        top_margin: float = 1.2,
+        log_scale: bool = True,
+        n_estimators: int = 150,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_child_samples: int = 20,
+        subsample: float = 0.9,
+        colsample_bytree: float = 1.0,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ):
+        self.n_bins = n_bins
+        self.strategy = strategy
+        self.confidence_threshold = confidence_threshold
+        self.top_margin = top_margin
+        self.log_scale = log_scale
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _make_classifier(self):
+        return LGBMClassifier(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            subsample=self.subsample,
+            subsample_freq=1 if self.subsample < 1.0 else 0,
+            colsample_bytree=self.colsample_bytree,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            verbose=-1,
+        )
+
+
+class RandomForestBinnedClassifier(BinnedClassifier):
+    """Memory bin predicted by a random forest.
+
+    Parameters
+    ----------
+    n_bins, strategy, confidence_threshold, top_margin, log_scale, random_state :
+        Binning (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
+    n_estimators, max_depth, min_samples_leaf, max_features :
+        See :class:`sklearn.ensemble.RandomForestClassifier`.
+    n_jobs : int
+    """
+
+    def __init__(
+        self,
+        n_bins: int = 8,
+        strategy: str = "quantile",
+        confidence_threshold: float = 0.5,
+        top_margin: float = 1.2,
+        log_scale: bool = True,
+        n_estimators: int = 100,
+        max_depth: int | None = None,
+        min_samples_leaf: int = 5,
+        max_features: float | str = 0.5,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ):
+        self.n_bins = n_bins
+        self.strategy = strategy
+        self.confidence_threshold = confidence_threshold
+        self.top_margin = top_margin
+        self.log_scale = log_scale
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _make_classifier(self):
+        return RandomForestClassifier(
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            min_samples_leaf=self.min_samples_leaf,
+            max_features=self.max_features,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        )
+
+
+class LogisticBinnedClassifier(BinnedClassifier):
+    """Memory bin predicted by a multinomial logistic regression.
+
+    It asks the preprocessor for one-hot encoded, standardised features
+    (``preferred_encoding = "onehot"``; :class:`~resource_prediction.deployable.DeployableModel`
+    passes it on). Given category columns anyway, it one-hot encodes them itself; numeric columns
+    are median-imputed and standardised.
+
+    Parameters
+    ----------
+    n_bins, strategy, confidence_threshold, top_margin, log_scale, random_state :
+        Binning (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
+    C : float
+        Inverse regularisation strength.
+    max_iter : int
+    max_categories : int
+        Most frequent categories kept per categorical column (the rest grouped).
+    """
+
+    preferred_encoding = "onehot"
+
+    def __init__(
+        self,
+        n_bins: int = 8,
+        strategy: str = "quantile",
+        confidence_threshold: float = 0.5,
+        top_margin: float = 1.2,
+        log_scale: bool = True,
+        C: float = 1.0,
+        max_iter: int = 500,
+        max_categories: int = 50,
+        random_state: int = 0,
+    ):
+        self.n_bins = n_bins
+        self.strategy = strategy
+        self.confidence_threshold = confidence_threshold
+        self.top_margin = top_margin
+        self.log_scale = log_scale
+        self.C = C
+        self.max_iter = max_iter
+        self.max_categories = max_categories
+        self.random_state = random_state
+
+    def _make_classifier(self):
+        mask = self.categorical_mask_
+        numeric = make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+        )
+        categorical = make_pipeline(
+            SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True),
+            OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=self.max_categories),
+        )
+        features = ColumnTransformer(
+            [("num", numeric, np.flatnonzero(~mask)), ("cat", categorical, np.flatnonzero(mask))]
+        )
+        return make_pipeline(
+            features, LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
+        )
+
+
+def xgboost_search_space(trial) -> dict:
+    """Optuna search space of :class:`XGBoostBinnedClassifier`."""
+    return {
+        **binned_search_space(trial),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "max_depth": trial.suggest_int("max_depth", 3, 10),
+        "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 50.0, log=True),
+    }
+
+
+def lightgbm_search_space(trial) -> dict:
+    """Optuna search space of :class:`LightGBMBinnedClassifier`."""
+    return {
+        **binned_search_space(trial),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
+    }
+
+
+def random_forest_search_space(trial) -> dict:
+    """Optuna search space of :class:`RandomForestBinnedClassifier`."""
+    return {
+        **binned_search_space(trial),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 50, log=True),
+        "max_features": trial.suggest_float("max_features", 0.2, 1.0),
+    }
+
+
+def logistic_search_space(trial) -> dict:
+    """Optuna search space of :class:`LogisticBinnedClassifier`."""
+    return {
+        **binned_search_space(trial),
+        "C": trial.suggest_float("C", 1e-3, 1e2, log=True),
+    }

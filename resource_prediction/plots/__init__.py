@@ -1,0 +1,1 @@
+"""Plotly figure builders: the notebooks and the book draw with these."""

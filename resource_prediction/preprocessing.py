@@ -1,0 +1,466 @@
+"""Raw telemetry to model features: :class:`ModelPreprocessor`.
+
+Models never see raw columns: the preprocessor turns the frame :func:`~resource_prediction.data.load_telemetry`
+returns (or raw rows of the same columns read with ``pandas.read_csv(path, sep=";")``) into a frame of
+fixed columns and dtypes that XGBoost and LightGBM take natively, or one-hot encoded for linear models.
+
+Feature families (column names are fixed; see :attr:`ModelPreprocessor.feature_names_`):
+
+* temporal (UTC): ``year``, ``month``, ``day_of_week`` (Monday 0), ``hour``, ``week_of_year`` (ISO);
+* categorical: ``location``, ``component``, ``makeType``, ``ts_phase``, the three parts of
+  ``buildProfile`` (``architecture``, ``compiler``, ``optimisation``; a malformed profile gives
+  ``unknown`` parts) and ``branch_prefix`` (the branch without trailing digits and underscores);
+* derived: ``branch_number`` (trailing number of the branch, -1 when it has none), ``n_targets``,
+  ``has_dist``, ``jobs``, ``localJobs``, ``memreq_gb`` (the configured request, known before the job);
+* quantitative (``use_quant_features=True``):
+
+  - ``build_load`` = ``localJobs x n_targets``: local compile slots times the targets they build, the
+    local work in flight;
+  - ``target_intensity`` = ``n_targets + n_heavy``: targets counted with heavy ones (``heavy_targets``,
+    packaging targets such as ``dist``) counted twice;
+  - ``debug_multiplier`` = 2 for ``dbg`` builds, 1 otherwise (debug information roughly doubles compiler
+    and linker memory);
+  - ``heavy_target`` = 1 if any target is heavy;
+  - ``high_parallelism`` = 1 if ``localJobs`` is at least the 75th percentile of ``localJobs`` seen in fit;
+
+* memory history (GB, from ``max_rss``), causal: each job sees only the peaks of jobs before it in time
+  (ties broken by input order). Per group ``(component, architecture, compiler, optimisation,
+  makeType)``: ``hist_grp_prev`` (previous peak), ``hist_grp_p95_5`` / ``hist_grp_mean_5`` (95th
+  percentile / mean of the last 5 peaks), ``hist_grp_max_20`` / ``hist_grp_p95_20`` (last 20),
+  ``hist_grp_ewm`` (exponentially weighted mean, weight ``ewm_alpha`` on the newest peak) and
+  ``hist_grp_count`` (peaks seen). When a group has fewer than ``min_history`` peaks its statistics come
+  from the coarse group ``(component, makeType)``, then from all jobs, and with no history at all from
+  the job's own request ``memreq_gb``; ``hist_grp_source`` says which (0 group, 1 coarse, 2 global,
+  3 request). Coarse group: ``hist_coarse_p95_5``, ``hist_coarse_max_20``, ``hist_coarse_ewm``,
+  ``hist_coarse_count``; all jobs: ``hist_global_mean_5``, ``hist_global_p95_20``. History columns are
+  never NaN, so a baseline ``hist_grp_p95_5 x margin`` always works.
+
+How the history is used:
+
+* ``fit(df)`` stores the history of ``df``; ``observe(df)`` appends finished jobs (online use: predict
+  a job, then observe it once it ends);
+* ``transform(df)`` without the target: every job sees the stored history only;
+* ``transform(df)`` with the target (``max_rss_gb`` or ``max_rss``): a replay, as a scheduler that
+  learns each peak when the job ends: every job sees the stored history plus the earlier jobs of
+  ``df``, never its own peak or a later one. The stored history counts as older than ``df``, so do not
+  ``fit`` and ``transform`` the same frame for training: use ``fit_transform``;
+* ``fit_transform(df)`` = ``fit(df)`` + a replay from an empty history: each training job sees only
+  earlier training jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from resource_prediction.features.history import STAT_NAMES, GroupHistory, HistoryFeatures
+from resource_prediction.features.raw import (
+    KEY_COLUMNS,
+    REQUIRED_COLUMNS,
+    UNKNOWN,
+    check_columns,
+    column,
+    factorize_ints,
+    factorize_labels,
+    memreq_gb,
+    parse_targets,
+    split_branch,
+    split_build_profile,
+    target_gb,
+    temporal_features,
+    time_to_ns,
+    to_float,
+)
+
+TEMPORAL_FEATURES: tuple[str, ...] = ("year", "month", "day_of_week", "hour", "week_of_year")
+CATEGORICAL_FEATURES: tuple[str, ...] = (
+    "location", "component", "makeType", "ts_phase", "architecture", "compiler", "optimisation",
+    "branch_prefix",
+)
+DERIVED_FEATURES: tuple[str, ...] = (
+    "branch_number", "n_targets", "has_dist", "jobs", "localJobs", "memreq_gb",
+)
+QUANT_FEATURES: tuple[str, ...] = (
+    "build_load", "target_intensity", "debug_multiplier", "heavy_target", "high_parallelism",
+)
+#: History columns: group statistics (with fallback), group count and source, coarse, global.
+GROUP_STATS = {f"hist_grp_{s}": i for i, s in enumerate(STAT_NAMES)}
+COARSE_STATS = {"hist_coarse_p95_5": 1, "hist_coarse_max_20": 3, "hist_coarse_ewm": 5}
+GLOBAL_STATS = {"hist_global_mean_5": 2, "hist_global_p95_20": 4}
+HISTORY_FEATURES: tuple[str, ...] = (
+    *GROUP_STATS, "hist_grp_count", "hist_grp_source", *COARSE_STATS, "hist_coarse_count",
+    *GLOBAL_STATS,
+)
+ENCODINGS = ("category", "onehot")
+#: Fill value of ``branch_number`` for branches without a number (``main``).
+NO_BRANCH_NUMBER = -1.0
+_GLOBAL_KEY = ("__all__",)
+
+
+@dataclass
+class _Keys:
+    """Group of each row at the three history levels (codes into the distinct keys)."""
+
+    ns: np.ndarray
+    fine: tuple[np.ndarray, list]
+    coarse: tuple[np.ndarray, list]
+
+
+@dataclass
+class _Parsed:
+    """Raw columns parsed to arrays, before fitted vocabularies and fill values are applied."""
+
+    keys: _Keys
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, tuple[np.ndarray, list[str]]]
+
+
+def _parse_keys(df: pd.DataFrame) -> tuple[_Keys, dict[str, tuple[np.ndarray, list[str]]]]:
+    """Time and history groups of each row, plus the categorical columns parsed on the way."""
+    ns = time_to_ns(column(df, "time"))
+    comp_codes, comp_labels = factorize_labels(column(df, "component"))
+    make_codes, make_labels = factorize_labels(column(df, "makeType"))
+    bp_codes, bp_labels = factorize_labels(column(df, "buildProfile"))
+    parts = [split_build_profile(label) for label in bp_labels]
+    triple_ids: dict[tuple[str, str, str], int] = {}
+    triple_of_bp = np.array([triple_ids.setdefault(p, len(triple_ids)) for p in parts], dtype=np.int64)
+    triples = list(triple_ids)
+    n_t, n_m = len(triples), len(make_labels)
+    coarse_code = comp_codes.astype(np.int64) * n_m + make_codes
+    fine_code = (comp_codes.astype(np.int64) * n_t + triple_of_bp[bp_codes]) * n_m + make_codes
+    fine_codes, fine_uniq = factorize_ints(fine_code)
+    coarse_codes, coarse_uniq = factorize_ints(coarse_code)
+    fine_keys = [
+        (comp_labels[u // (n_t * n_m)], *triples[(u // n_m) % n_t], make_labels[u % n_m])
+        for u in fine_uniq
+    ]
+    coarse_keys = [(comp_labels[u // n_m], make_labels[u % n_m]) for u in coarse_uniq]
+    cats = {
+        "component": (comp_codes, comp_labels),
+        "makeType": (make_codes, make_labels),
+        "architecture": (bp_codes, [p[0] for p in parts]),
+        "compiler": (bp_codes, [p[1] for p in parts]),
+        "optimisation": (bp_codes, [p[2] for p in parts]),
+    }
+    keys = _Keys(ns, (fine_codes, fine_keys), (coarse_codes, coarse_keys))
+    return keys, cats
+
+
+def _parse(df: pd.DataFrame, heavy: frozenset[str]) -> _Parsed:
+    keys, cats = _parse_keys(df)
+    for col in ("location", "ts_phase"):
+        cats[col] = factorize_labels(column(df, col))
+    numeric = temporal_features(keys.ns)
+
+    branch_codes, branch_labels = factorize_labels(column(df, "branch"))
+    branch_parts = [split_branch(b) if b != UNKNOWN else (UNKNOWN, np.nan) for b in branch_labels]
+    cats["branch_prefix"] = (branch_codes, [p[0] for p in branch_parts])
+    number = np.array([p[1] for p in branch_parts])[branch_codes]
+    numeric["branch_number"] = np.where(np.isnan(number), NO_BRANCH_NUMBER, number)
+
+    tgt_codes, tgt_labels = factorize_labels(column(df, "targets"))
+    tgt = np.array([parse_targets(t, heavy) for t in tgt_labels]).reshape(-1, 3)[tgt_codes]
+    numeric["n_targets"], numeric["has_dist"], numeric["n_heavy"] = tgt.T
+    numeric["jobs"] = to_float(column(df, "jobs"))
+    numeric["localJobs"] = to_float(column(df, "localJobs"))
+    numeric["memreq_gb"] = memreq_gb(df)
+    return _Parsed(keys, numeric, cats)
+
+
+def _frame(arrays: list, columns: pd.Index, index: pd.Index) -> pd.DataFrame:
+    """A DataFrame of 1-D arrays; ``DataFrame._from_arrays`` skips checks that cost more than a
+    one-row transform itself (the public constructor is the fallback)."""
+    from_arrays = getattr(pd.DataFrame, "_from_arrays", None)
+    if from_arrays is not None:
+        return from_arrays(arrays, columns=columns, index=index, verify_integrity=False)
+    return pd.DataFrame(dict(zip(columns, arrays, strict=True)), index=index, copy=False)
+
+
+def _nanmedian(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else 0.0
+
+
+class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Causal feature engineering for memory prediction: raw telemetry in, model features out.
+
+    See the module docstring for the features and how the memory history is replayed.
+
+    Parameters
+    ----------
+    encoding : {"category", "onehot"}, default="category"
+        ``"category"``: categorical columns as pandas ``category`` with the categories learnt in fit
+        plus ``unknown`` (for XGBoost / LightGBM). ``"onehot"``: one float32 indicator column
+        ``"<column>=<category>"`` per category instead (for linear models).
+    use_quant_features : bool, default=True
+        Add the quantitative features ``build_load``, ``target_intensity``, ``debug_multiplier``,
+        ``heavy_target`` and ``high_parallelism``.
+    min_history : int, default=1
+        Peaks a group needs before its own statistics are used; below, the coarse group's (then all
+        jobs') statistics fill in.
+    ewm_alpha : float, default=0.3
+        Weight of the newest peak in the exponentially weighted means.
+    heavy_targets : tuple of str, default=("dist",)
+        Targets that count as heavy (packaging the whole product).
+
+    Attributes
+    ----------
+    feature_names_ : list of str
+        Output columns, in order.
+    categorical_features_ : list of str
+        Output columns of dtype ``category`` (empty with one-hot encoding).
+    vocabularies_ : dict of str to list of str
+        Categories of each categorical column (``unknown`` last).
+    fill_values_ : dict of str to float
+        Fitted medians that replace missing numeric values.
+    high_parallelism_threshold_ : float
+        75th percentile of ``localJobs`` in fit.
+    n_history_jobs_ : int
+        Jobs with a known peak in the stored history (fit plus observe).
+
+    Examples
+    --------
+    >>> from resource_prediction.synthetic import generate_telemetry
+    >>> df = generate_telemetry(500, seed=0)
+    >>> pre = ModelPreprocessor()
+    >>> X_train = pre.fit_transform(df.iloc[:400])
+    >>> X_new = pre.transform(df.iloc[400:].drop(columns=["max_rss", "max_rss_gb"]))
+    >>> list(X_new.columns) == pre.feature_names_, bool(X_new["hist_grp_p95_5"].notna().all())
+    (True, True)
+    """
+
+    def __init__(
+        self,
+        encoding: str = "category",
+        use_quant_features: bool = True,
+        min_history: int = 1,
+        ewm_alpha: float = 0.3,
+        heavy_targets: tuple[str, ...] = ("dist",),
+    ):
+        self.encoding = encoding
+        self.use_quant_features = use_quant_features
+        self.min_history = min_history
+        self.ewm_alpha = ewm_alpha
+        self.heavy_targets = heavy_targets
+
+    # ------------------------------------------------------------------ fitting
+    def _validate_params(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if not isinstance(self.use_quant_features, bool | np.bool_):
+            raise ValueError(f"use_quant_features must be a bool, got {self.use_quant_features!r}")
+        if isinstance(self.min_history, bool) or not isinstance(self.min_history, int | np.integer) \
+                or self.min_history < 1:
+            raise ValueError(f"min_history must be an integer >= 1, got {self.min_history!r}")
+        if not (isinstance(self.ewm_alpha, float | int) and 0.0 < self.ewm_alpha <= 1.0):
+            raise ValueError(f"ewm_alpha must be in (0, 1], got {self.ewm_alpha!r}")
+        if isinstance(self.heavy_targets, str) or not isinstance(self.heavy_targets, Iterable) \
+                or not all(isinstance(t, str) for t in self.heavy_targets):
+            raise ValueError(
+                f"heavy_targets must be a collection of target names, got {self.heavy_targets!r}"
+            )
+
+    @staticmethod
+    def _peaks(X: pd.DataFrame, y, *, required: bool, caller: str) -> np.ndarray | None:
+        if y is not None:
+            peaks = np.asarray(y, dtype=np.float64).ravel().copy()
+            if peaks.size != len(X):
+                raise ValueError(f"{caller}: y has {peaks.size} values but X has {len(X)} rows")
+            peaks[~(peaks > 0)] = np.nan
+            return peaks
+        peaks = target_gb(X)
+        if peaks is None and required:
+            raise ValueError(
+                f"{caller} needs the target: column 'max_rss_gb' (GB) or 'max_rss' (bytes), or y (GB)"
+            )
+        return peaks
+
+    def _fit(self, X: pd.DataFrame, y) -> tuple[_Parsed, dict[str, np.ndarray]]:
+        self._validate_params()
+        check_columns(X, REQUIRED_COLUMNS)
+        peaks = self._peaks(X, y, required=True, caller="fit")
+        parsed = _parse(X, frozenset(self.heavy_targets))
+
+        self.vocabularies_ = {}
+        for col in CATEGORICAL_FEATURES:
+            codes, labels = parsed.categorical[col]
+            used = np.flatnonzero(np.bincount(codes, minlength=len(labels)))
+            seen = {labels[i] for i in used} - {UNKNOWN}
+            self.vocabularies_[col] = sorted(seen) + [UNKNOWN]
+        self.fill_values_ = {
+            name: _nanmedian(values) for name, values in parsed.numeric.items()
+            if name != "branch_number"
+        }
+        local_jobs = parsed.numeric["localJobs"]
+        finite = local_jobs[np.isfinite(local_jobs)]
+        self.high_parallelism_threshold_ = float(np.percentile(finite, 75)) if finite.size else np.inf
+        self._set_output_layout()
+
+        self.history_ = {
+            level: GroupHistory(self.ewm_alpha) for level in ("fine", "coarse", "global")
+        }
+        hist = self._history(parsed, peaks, commit=True)
+        self.n_history_jobs_ = int(np.isfinite(peaks).sum())
+        return parsed, hist
+
+    def _set_output_layout(self) -> None:
+        self.category_dtypes_ = {
+            col: pd.CategoricalDtype(pd.Index(vocab, dtype="str")) for col, vocab in self.vocabularies_.items()
+        }
+        self._vocab_index = {col: {v: i for i, v in enumerate(vocab)} for col, vocab in self.vocabularies_.items()}
+        quant = QUANT_FEATURES if self.use_quant_features else ()
+        self.base_feature_names_ = [
+            *TEMPORAL_FEATURES, *CATEGORICAL_FEATURES, *DERIVED_FEATURES, *quant, *HISTORY_FEATURES,
+        ]
+        if self.encoding == "category":
+            self.feature_names_ = list(self.base_feature_names_)
+            self.categorical_features_ = list(CATEGORICAL_FEATURES)
+        else:
+            self.feature_names_ = []
+            for name in self.base_feature_names_:
+                if name in CATEGORICAL_FEATURES:
+                    self.feature_names_ += [f"{name}={v}" for v in self.vocabularies_[name]]
+                else:
+                    self.feature_names_.append(name)
+            self.categorical_features_ = []
+        self._columns = pd.Index(self.feature_names_)
+
+    def fit(self, X: pd.DataFrame, y=None) -> ModelPreprocessor:
+        """Learn vocabularies, fill values and the memory history of ``X``.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Raw telemetry with the target (``max_rss_gb`` or ``max_rss``) unless ``y`` is given.
+        y : array-like of shape (n_samples,), optional
+            Peaks in GB, overriding the target columns of ``X``.
+        """
+        self._fit(X, y)
+        return self
+
+    def fit_transform(self, X: pd.DataFrame, y=None, **fit_params) -> pd.DataFrame:
+        """Fit, then features of ``X`` where each job sees only the peaks of earlier jobs of ``X``."""
+        parsed, hist = self._fit(X, y)
+        return self._assemble(parsed, hist, X.index)
+
+    def observe(self, X: pd.DataFrame, y=None) -> ModelPreprocessor:
+        """Append finished jobs (with their peaks) to the stored history; vocabularies stay fixed.
+
+        Needs only ``time``, ``component``, ``buildProfile``, ``makeType`` and the target (or ``y``).
+        """
+        check_is_fitted(self)
+        check_columns(X, KEY_COLUMNS, memreq=False)
+        peaks = self._peaks(X, y, required=True, caller="observe")
+        keys, _ = _parse_keys(X)
+        self._replay_levels(keys, peaks, commit=True)
+        self.n_history_jobs_ += int(np.isfinite(peaks).sum())
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "history_")
+
+    # ------------------------------------------------------------------ transforming
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Features of ``X``, rows aligned with ``X`` (same index and order).
+
+        With the target in ``X``, each job also sees the peaks of earlier jobs of ``X`` (replay).
+        """
+        check_is_fitted(self)
+        check_columns(X, REQUIRED_COLUMNS)
+        peaks = self._peaks(X, None, required=False, caller="transform")
+        parsed = _parse(X, frozenset(self.heavy_targets))
+        hist = self._history(parsed, peaks, commit=False)
+        return self._assemble(parsed, hist, X.index)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Output column names (sklearn API)."""
+        check_is_fitted(self)
+        return np.asarray(self.feature_names_, dtype=object)
+
+    def _replay_levels(self, keys: _Keys, peaks: np.ndarray, *, commit: bool) -> dict[str, HistoryFeatures]:
+        order = np.argsort(keys.ns, kind="stable")  # time, ties in input order
+        p = peaks[order]
+        levels = {
+            "fine": keys.fine, "coarse": keys.coarse, "global": (np.zeros(order.size, np.intp), [_GLOBAL_KEY]),
+        }
+        out = {}
+        for level, (codes, key_list) in levels.items():
+            out[level] = self.history_[level].replay(
+                codes[order], key_list, p, commit=commit, out_index=order
+            )
+        return out
+
+    def _history(self, parsed: _Parsed, peaks: np.ndarray | None, *, commit: bool) -> dict[str, np.ndarray]:
+        """History columns with the fallback chain group -> coarse -> global -> request."""
+        keys = parsed.keys
+        n = keys.ns.size
+        if peaks is not None and (commit or np.isfinite(peaks).any()):
+            levels = self._replay_levels(keys, peaks, commit=commit)
+        else:
+            levels = {
+                "fine": self.history_["fine"].current(*keys.fine),
+                "coarse": self.history_["coarse"].current(*keys.coarse),
+                "global": self.history_["global"].current(np.zeros(n, np.intp), [_GLOBAL_KEY]),
+            }
+        fine, coarse, glob = levels["fine"], levels["coarse"], levels["global"]
+        prior = self._filled(parsed, "memreq_gb")
+        global_stats = np.where(glob.count >= 1, glob.stats, prior)
+        coarse_stats = np.where(coarse.count >= self.min_history, coarse.stats, global_stats)
+        fine_ok = fine.count >= self.min_history
+        group_stats = np.where(fine_ok, fine.stats, coarse_stats)
+        source = np.select(
+            [fine_ok, coarse.count >= self.min_history, glob.count >= 1], [0.0, 1.0, 2.0], 3.0
+        )
+        hist = {name: group_stats[i] for name, i in GROUP_STATS.items()}
+        hist["hist_grp_count"] = fine.count
+        hist["hist_grp_source"] = source
+        hist.update({name: np.where(coarse.count >= 1, coarse.stats[i], global_stats[i])
+                     for name, i in COARSE_STATS.items()})
+        hist["hist_coarse_count"] = coarse.count
+        hist.update({name: global_stats[i] for name, i in GLOBAL_STATS.items()})
+        return hist
+
+    def _filled(self, parsed: _Parsed, name: str) -> np.ndarray:
+        values = parsed.numeric[name]
+        return np.where(np.isnan(values), self.fill_values_[name], values)
+
+    def _category_codes(self, parsed: _Parsed, col: str) -> np.ndarray:
+        codes, labels = parsed.categorical[col]
+        index = self._vocab_index[col]
+        unknown = index[UNKNOWN]
+        return np.array([index.get(label, unknown) for label in labels], dtype=np.int64)[codes]
+
+    def _assemble(self, parsed: _Parsed, hist: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
+        num = {name: self._filled(parsed, name) for name in (*TEMPORAL_FEATURES, *DERIVED_FEATURES)
+               if name != "branch_number"}
+        num["branch_number"] = parsed.numeric["branch_number"]
+        if self.use_quant_features:
+            n_targets, local_jobs = num["n_targets"], num["localJobs"]
+            n_heavy = self._filled(parsed, "n_heavy")
+            is_dbg = np.array([label == "dbg" for label in parsed.categorical["makeType"][1]])
+            num["build_load"] = local_jobs * n_targets
+            num["target_intensity"] = n_targets + n_heavy
+            num["debug_multiplier"] = np.where(is_dbg[parsed.categorical["makeType"][0]], 2.0, 1.0)
+            num["heavy_target"] = (n_heavy > 0).astype(np.float64)
+            num["high_parallelism"] = (local_jobs >= self.high_parallelism_threshold_).astype(np.float64)
+        num.update(hist)
+        arrays: list = []
+        for name in self.base_feature_names_:
+            if name not in CATEGORICAL_FEATURES:
+                arrays.append(num[name].astype(np.float64, copy=False))
+                continue
+            codes = self._category_codes(parsed, name)
+            if self.encoding == "category":
+                arrays.append(pd.Categorical.from_codes(
+                    codes, dtype=self.category_dtypes_[name], validate=False
+                ))
+            else:
+                block = np.zeros((len(self.vocabularies_[name]), codes.size), dtype=np.float32)
+                block[codes, np.arange(codes.size)] = 1.0
+                arrays.extend(block)
+        return _frame(arrays, self._columns, index)

@@ -1,0 +1,183 @@
+"""A static plotly animation of the replay, for the book (where widgets have no kernel).
+
+The frames are computed with the same :class:`~resource_prediction.simulation.replay.ReplaySimulation`
+as the app: each model predicts every job before it runs and observes it after. Frame ``k`` shows the
+first ``k x jobs_per_frame`` jobs: the configured request, the actual peaks, each model's allocation
+and its under-allocated jobs (crosses at the peak); the legend carries each model's running business
+score. Play and pause buttons and a slider drive the frames in the browser, with no kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from resource_prediction.metrics import DEFAULT_PENALTY, allocation_metrics
+from resource_prediction.simulation.catalog import ModelEntry, discover_models, load_entry
+from resource_prediction.simulation.replay import ReplaySimulation, load_simulation_jobs
+
+__all__ = ["animation_for_artifacts", "default_entries", "replay_animation", "replay_models"]
+
+log = logging.getLogger(__name__)
+
+#: One colour per model (plotly's qualitative palette without the request's grey).
+MODEL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+DEFAULT_KINDS = ("classification", "quantile_ensemble")
+
+
+def replay_models(
+    models: Mapping[str, Any], jobs: pd.DataFrame, *, n_jobs: int | None = None,
+    penalty: float = DEFAULT_PENALTY,
+) -> dict[str, ReplaySimulation]:
+    """Replay the first ``n_jobs`` jobs (all when None) through each model; one finished replay each."""
+    subset = jobs.sort_values("time", kind="stable").iloc[: n_jobs or len(jobs)]
+    out = {}
+    for name, model in models.items():
+        sim = ReplaySimulation(subset, penalty=penalty)
+        sim.set_model(name, model)
+        sim.run()
+        out[name] = sim
+    return out
+
+
+def _legend(name: str, alloc: np.ndarray, peak: np.ndarray, penalty: float) -> str:
+    m = allocation_metrics(alloc, peak, penalty=penalty)
+    return f"{name}: score {m['business_score']:.1f} (under {m['under_pct']:.1f} %, over {m['total_over_pct']:.0f} %)"
+
+
+def replay_animation(
+    models: Mapping[str, Any],
+    jobs: pd.DataFrame,
+    *,
+    n_jobs: int = 400,
+    jobs_per_frame: int = 20,
+    penalty: float = DEFAULT_PENALTY,
+    title: str = "Replay of held-out jobs",
+    frame_ms: int = 300,
+) -> go.Figure:
+    """A plotly figure with frames replaying ``jobs`` through ``models`` (name -> DeployableModel).
+
+    Parameters
+    ----------
+    models : mapping of str to model
+        Deployed models (``predict``/``observe``), e.g. loaded with ``DeployableModel.load``.
+    jobs : pandas.DataFrame
+        Raw telemetry with peaks (e.g. :func:`~resource_prediction.simulation.replay.load_simulation_jobs`).
+    n_jobs : int
+        Jobs replayed (the first ones in time).
+    jobs_per_frame : int
+        Jobs added per frame.
+    penalty : float
+        Penalty of the business score in the legend.
+    title : str
+        Figure title.
+    frame_ms : int
+        Duration of a frame when playing, milliseconds.
+    """
+    if not models:
+        raise ValueError("the animation needs at least one model")
+    if jobs_per_frame < 1:
+        raise ValueError(f"jobs_per_frame must be at least 1, got {jobs_per_frame}")
+    sims = replay_models(models, jobs, n_jobs=n_jobs, penalty=penalty)
+    first = next(iter(sims.values())).history()
+    t, peak, request = first["time"].to_numpy(), first["peak_gb"].to_numpy(), first["request_gb"].to_numpy()
+    allocs = {name: sim.history()["allocated_gb"].to_numpy() for name, sim in sims.items()}
+    n = len(t)
+    stops = list(range(jobs_per_frame, n, jobs_per_frame)) + [n]
+
+    def traces(stop: int) -> list[go.Scatter]:
+        out = [
+            go.Scatter(x=t[:stop], y=request[:stop], name="Configured request", mode="lines",
+                       line=dict(color="#9e9e9e", dash="dot", shape="hv")),
+            go.Scatter(x=t[:stop], y=peak[:stop], name="Actual peak", mode="markers",
+                       marker=dict(color="#222222", size=4)),
+        ]
+        for i, (name, alloc) in enumerate(allocs.items()):
+            color = MODEL_COLORS[i % len(MODEL_COLORS)]
+            a, p = alloc[:stop], peak[:stop]
+            under = a < p
+            out.append(go.Scatter(x=t[:stop], y=a, name=_legend(name, a, p, penalty), mode="lines",
+                                  legendgroup=name, line=dict(color=color, width=1.5, shape="hv")))
+            out.append(go.Scatter(x=t[:stop][under], y=p[under], name=f"{name}: under-allocated",
+                                  legendgroup=name, showlegend=False, mode="markers",
+                                  marker=dict(color=color, size=10, symbol="x-thin",
+                                              line=dict(width=2, color=color))))
+        return out
+
+    frames = [go.Frame(data=traces(s), name=str(s), layout=dict(title_text=f"{title}: {s:,} of {n:,} jobs"))
+              for s in stops]
+    finite_request = request[np.isfinite(request)]
+    y_max = 1.05 * max(peak.max(), max(a.max() for a in allocs.values()),
+                       finite_request.max() if finite_request.size else 0.0)
+    fig = go.Figure(data=traces(stops[0]), frames=frames)
+    slider_steps = [
+        dict(method="animate", label=f"{s:,}",
+             args=[[str(s)], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
+        for s in stops
+    ]
+    fig.update_layout(
+        title_text=f"{title}: {stops[0]:,} of {n:,} jobs",
+        template="plotly_white", height=560,
+        xaxis=dict(title="job time (UTC)", range=[t[0], t[-1]]),
+        yaxis=dict(title="memory (GB)", range=[0, y_max]),
+        legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0),
+        margin=dict(l=60, r=20, t=60, b=40),
+        updatemenus=[dict(
+            type="buttons", direction="left", x=0, y=1.12, xanchor="left", yanchor="bottom",
+            showactive=False,
+            buttons=[
+                dict(label="Play", method="animate",
+                     args=[None, dict(frame=dict(duration=frame_ms, redraw=True), fromcurrent=True,
+                                      transition=dict(duration=0), mode="immediate")]),
+                dict(label="Pause", method="animate",
+                     args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate",
+                                        transition=dict(duration=0))]),
+            ],
+        )],
+        sliders=[dict(active=0, steps=slider_steps, x=0.12, len=0.88, y=1.12, yanchor="bottom",
+                      currentvalue=dict(prefix="jobs: "), pad=dict(t=0, b=0))],
+    )
+    return fig
+
+
+def default_entries(entries: list[ModelEntry]) -> list[ModelEntry]:
+    """The app's default models: classification and the QE variants, else the champion."""
+    chosen = [e for e in entries if e.kind in DEFAULT_KINDS]
+    return chosen or [e for e in entries if e.kind == "champion"]
+
+
+def animation_for_artifacts(
+    artifacts_dir: str | Path,
+    data_path: str | Path | None = None,
+    *,
+    n_jobs: int = 400,
+    jobs_per_frame: int = 20,
+    penalty: float = DEFAULT_PENALTY,
+    seed: int = 0,
+    holdout_only: bool = True,
+    test_fraction: float = 0.10,
+) -> go.Figure | None:
+    """The animation for the default models of an artifacts directory (None when it has none).
+
+    The jobs are those of :func:`~resource_prediction.simulation.replay.load_simulation_jobs`
+    (``data_path``, ``holdout_only``, ``test_fraction``, ``seed``); the other parameters are
+    :func:`replay_animation`'s. Models that cannot be loaded are left out with a warning in the log.
+    """
+    models = {}
+    for entry in default_entries(discover_models(artifacts_dir)):
+        try:
+            models[entry.label] = load_entry(entry)
+        except Exception as exc:  # a broken artifact must not stop the book
+            log.warning("animation: leaving out %s: %s: %s", entry.path, type(exc).__name__, exc)
+    if not models:
+        return None
+    jobs = load_simulation_jobs(
+        data_path, artifacts_dir, holdout_only=holdout_only, test_fraction=test_fraction, seed=seed
+    )
+    return replay_animation(models, jobs, n_jobs=n_jobs, jobs_per_frame=jobs_per_frame, penalty=penalty)

@@ -1,0 +1,506 @@
+"""Hyper-parameter search: one Optuna study per model family, scored by the business score.
+
+The objective of a trial is the mean business score (lower is better) of the family's model over an
+expanding-window time-series cross-validation of the training part: fold ``k`` fits on the oldest
+jobs and validates on the block of jobs that follows them. The preprocessor is fitted on each fold's
+training part; the validation part is transformed with causal replay (every validation job sees the
+peaks of the validation jobs before it, as a scheduler that learns each peak when the job ends).
+Preprocessed folds are cached per preprocessor setting (encoding and ``pre__*`` parameters), so
+trials only fit models.
+
+* **Search spaces** come from the registry (:data:`resource_prediction.config.MODEL_FAMILIES`):
+  ``family.search_space(trial)`` returns the parameters, ``pre__*`` keys for the preprocessor
+  (:data:`~resource_prediction.models.PREPROCESSOR_PREFIX`), the others for the model.
+* **Sampler and pruner**: :class:`optuna.samplers.TPESampler` seeded with ``seed`` and
+  :class:`optuna.pruners.MedianPruner`: after each fold the trial reports its running CV score and is
+  pruned when that is worse than the median of earlier trials at the same fold.
+* **Failures**: a trial whose model raises or predicts non-finite allocations is recorded as failed
+  with the reason in its ``fail_reason`` user attribute; the search goes on. A family whose every
+  trial failed is reported with status ``"failed"`` (log, return value and search summary).
+* **Storage**: see :mod:`resource_prediction.training.storage`. Studies are loaded if they exist,
+  so a search continues where an earlier (or killed) one stopped, and several processes given the same
+  storage URL share the work.
+
+Distributed search on several machines (one PostgreSQL database)::
+
+    # once: a database the workers can reach
+    createdb -h db.example.org -U optuna resource_prediction
+    # on every machine (same data file, same penalty and folds; a different --seed per worker so the
+    # samplers do not propose the same points):
+    resource-prediction search --data telemetry.csv --n-trials 50 --seed $WORKER_ID \\
+        --storage postgresql+psycopg2://optuna:secret@db.example.org/resource_prediction
+    # then, anywhere:
+    resource-prediction evaluate --data telemetry.csv --storage postgresql+psycopg2://...
+
+Each worker runs ``--n-trials`` more trials per family; the studies add them up. For several
+processes on one machine use a journal file instead of SQLite:
+``--storage journal:///path/to/studies.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+from sklearn.model_selection import TimeSeriesSplit
+from threadpoolctl import threadpool_limits
+
+from resource_prediction.config import families as registry_families
+from resource_prediction.config import get_family, split_params
+from resource_prediction.metrics import DEFAULT_PENALTY, business_score
+from resource_prediction.paths import ArtifactPaths
+from resource_prediction.preprocessing import ModelPreprocessor
+from resource_prediction.training.storage import (
+    STUDY_PREFIX,
+    describe_storage,
+    open_storage,
+    study_name,
+)
+
+__all__ = [
+    "DEFAULT_FOLDS",
+    "FamilyResult",
+    "FoldCache",
+    "HyperparameterSearcher",
+    "best_params",
+    "search_summary",
+    "time_series_folds",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FOLDS = 3
+SEARCH_TASK_TYPES = ("regression", "classification")
+
+
+# ---------------------------------------------------------------------------- folds
+def time_series_folds(n_rows: int, n_folds: int = DEFAULT_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds over rows in time order: ``(train positions, validation positions)``.
+
+    Examples
+    --------
+    >>> [(len(tr), len(va)) for tr, va in time_series_folds(100, 3)]
+    [(25, 25), (50, 25), (75, 25)]
+    """
+    if n_folds < 1:
+        raise ValueError(f"n_folds must be at least 1, got {n_folds}")
+    if n_rows < 2 * (n_folds + 1):
+        raise ValueError(f"{n_rows} jobs are too few for {n_folds} time-series folds")
+    if n_folds == 1:
+        cut = n_rows // 2
+        return [(np.arange(cut), np.arange(cut, n_rows))]
+    return list(TimeSeriesSplit(n_splits=n_folds).split(np.arange(n_rows)))
+
+
+@dataclass
+class Fold:
+    """One preprocessed fold: features and peaks (GB) of the training and validation parts."""
+
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_val: pd.DataFrame
+    y_val: np.ndarray
+
+
+class FoldCache:
+    """Preprocessed time-series folds of a training frame, built once per preprocessor setting.
+
+    Parameters
+    ----------
+    train_raw : DataFrame
+        Raw telemetry with the target (``max_rss_gb`` or ``max_rss``), any order (sorted by time here).
+    n_folds : int
+        Expanding-window folds.
+
+    Notes
+    -----
+    Thread-safe: trials running in parallel (``n_jobs > 1``) wait for a setting being built rather
+    than building it twice.
+    """
+
+    def __init__(self, train_raw: pd.DataFrame, n_folds: int = DEFAULT_FOLDS):
+        self.train_raw = train_raw.sort_values("time", kind="stable").reset_index(drop=True)
+        self.n_folds = n_folds
+        self.splits = time_series_folds(len(self.train_raw), n_folds)
+        self._folds: dict[tuple, list[Fold]] = {}
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.n_builds = 0
+
+    @staticmethod
+    def key(encoding: str, pre_params: dict) -> tuple:
+        return (encoding, tuple(sorted(pre_params.items())))
+
+    def folds(self, encoding: str, pre_params: dict) -> list[Fold]:
+        """The folds preprocessed with ``encoding`` and ``pre_params`` (built on first use)."""
+        key = self.key(encoding, pre_params)
+        with self._guard:
+            if key in self._folds:
+                return self._folds[key]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._folds:
+                self._folds[key] = self._build(encoding, pre_params)
+                self.n_builds += 1
+        return self._folds[key]
+
+    def _build(self, encoding: str, pre_params: dict) -> list[Fold]:
+        start = time.perf_counter()
+        y_all = self.train_raw["max_rss_gb"].to_numpy(dtype=float) if "max_rss_gb" in self.train_raw \
+            else self.train_raw["max_rss"].to_numpy(dtype=float) / 1024**3
+        out = []
+        for train_idx, val_idx in self.splits:
+            pre = ModelPreprocessor(encoding=encoding, **pre_params)
+            tr, va = self.train_raw.iloc[train_idx], self.train_raw.iloc[val_idx]
+            # The validation part keeps its target: transform replays it causally.
+            out.append(Fold(pre.fit_transform(tr), y_all[train_idx], pre.transform(va), y_all[val_idx]))
+        log.debug("preprocessed %d folds (%s, %s) in %.1f s", len(out), encoding, pre_params,
+                  time.perf_counter() - start)
+        return out
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass
+class FamilyResult:
+    """The state of one family's study after a search (counts cover the whole study)."""
+
+    family: str
+    task_type: str
+    study_name: str
+    status: str  # "ok", "failed" (every finished trial failed) or "empty" (no finished trial)
+    best_value: float | None = None
+    best_trial: int | None = None
+    best_params: dict | None = None
+    n_trials: int = 0
+    n_complete: int = 0
+    n_pruned: int = 0
+    n_failed: int = 0
+    n_running: int = 0
+    fail_reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_row(self) -> dict:
+        row = asdict(self)
+        row["best_params"] = json.dumps(self.best_params, default=str) if self.best_params else ""
+        row["fail_reasons"] = " | ".join(self.fail_reasons)
+        return row
+
+
+def _trial_params(trial: optuna.trial.FrozenTrial) -> dict:
+    """Every parameter the search space returned (stored by the objective), else the sampled ones."""
+    stored = trial.user_attrs.get("params")
+    return dict(stored) if stored is not None else dict(trial.params)
+
+
+def family_result(study: optuna.Study, family: str, task_type: str, seconds: float = 0.0) -> FamilyResult:
+    """Summarise a family's study."""
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    reasons = list(dict.fromkeys(
+        t.user_attrs.get("fail_reason", "unknown (no reason recorded)") for t in failed
+    ))
+    result = FamilyResult(
+        family=family,
+        task_type=task_type,
+        study_name=study.study_name,
+        status="ok" if complete else ("failed" if failed else "empty"),
+        n_trials=len(trials),
+        n_complete=len(complete),
+        n_pruned=states.count(TrialState.PRUNED),
+        n_failed=len(failed),
+        n_running=states.count(TrialState.RUNNING),
+        fail_reasons=reasons[:5],
+        seconds=seconds,
+    )
+    if complete:
+        best = study.best_trial
+        result.best_value = float(best.value)
+        result.best_trial = best.number
+        result.best_params = _trial_params(best)
+    return result
+
+
+def _load_study(storage, family: str, prefix: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=study_name(family, prefix), storage=storage)
+    except KeyError:
+        return None
+
+
+def best_params(
+    family: str,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    paths: ArtifactPaths | None = None,
+    prefix: str = STUDY_PREFIX,
+) -> tuple[dict | None, float | None]:
+    """Best parameters and CV score of a family's study, or ``(None, None)`` without a finished one."""
+    study = _load_study(open_storage(storage, paths), family, prefix)
+    if study is None:
+        return None, None
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None, None
+    best = study.best_trial
+    return _trial_params(best), float(best.value)
+
+
+def search_summary(
+    families: Iterable[str],
+    storage: str | optuna.storages.BaseStorage | None = None,
+    paths: ArtifactPaths | None = None,
+    prefix: str = STUDY_PREFIX,
+) -> pd.DataFrame:
+    """One row per family with a study in ``storage``: best CV score and params, trial counts."""
+    opened = open_storage(storage, paths)
+    rows = []
+    for name in families:
+        study = _load_study(opened, name, prefix)
+        if study is not None:
+            rows.append(family_result(study, name, get_family(name).task_type).as_row())
+    columns = list(FamilyResult.__dataclass_fields__)
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---------------------------------------------------------------------------- search
+class TrialFailed(RuntimeError):
+    """A trial's model could not be fitted or predicted usable allocations."""
+
+
+class HyperparameterSearcher:
+    """Optuna search of every selected model family under time-series cross-validation.
+
+    Parameters
+    ----------
+    train_raw : DataFrame
+        Raw telemetry of the training part (with ``max_rss``/``max_rss_gb``); never the holdout.
+    families : list of str, optional
+        Family names to search; default every registered family of ``task_type``.
+    task_type : {"regression", "classification"}, optional
+        Restrict the default families to one task type (both when ``None``; baselines are only
+        searched when named in ``families``).
+    n_trials : int
+        Trials per family in this run (added to what the study already holds).
+    timeout : float, optional
+        Seconds per family in this run.
+    n_jobs : int
+        Parallel trials (threads) per study.
+    storage : str or optuna storage, optional
+        Storage URL (see :mod:`~resource_prediction.training.storage`); default the SQLite file of
+        ``paths``.
+    penalty : float
+        The business score's penalty (the objective's and the cost-aware models').
+    seed : int
+        Seed of the TPE sampler and of the models.
+    n_folds : int
+        Expanding-window CV folds.
+    paths : ArtifactPaths, optional
+        Artifacts layout (default storage).
+    n_startup_trials : int
+        Trials before the pruner prunes and before TPE leaves random sampling.
+    show_progress_bar : bool
+        Optuna's progress bar.
+    study_prefix : str
+        Study names are ``<study_prefix>/<family>``.
+    threads_per_trial : int, optional
+        OpenMP/BLAS threads a trial may use (default: CPUs // ``n_jobs``); keeps parallel trials
+        from oversubscribing the cores.
+    """
+
+    def __init__(
+        self,
+        train_raw: pd.DataFrame,
+        families: Iterable[str] | None = None,
+        task_type: str | None = None,
+        n_trials: int | None = 20,
+        timeout: float | None = None,
+        n_jobs: int = 1,
+        storage: str | optuna.storages.BaseStorage | None = None,
+        penalty: float = DEFAULT_PENALTY,
+        seed: int = 0,
+        n_folds: int = DEFAULT_FOLDS,
+        paths: ArtifactPaths | None = None,
+        n_startup_trials: int = 5,
+        show_progress_bar: bool = True,
+        study_prefix: str = STUDY_PREFIX,
+        threads_per_trial: int | None = None,
+    ):
+        if task_type is not None and task_type not in SEARCH_TASK_TYPES:
+            raise ValueError(f"task_type must be one of {SEARCH_TASK_TYPES} or None, got {task_type!r}")
+        if n_trials is None and timeout is None:
+            raise ValueError("give a budget: n_trials, timeout or both")
+        if families:
+            self.families = [get_family(name).name for name in families]
+        else:
+            types = [task_type] if task_type else list(SEARCH_TASK_TYPES)
+            self.families = [name for t in types for name in registry_families(t)]
+        if not self.families:
+            raise ValueError(f"no registered family to search (task_type={task_type!r})")
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.n_jobs = n_jobs
+        self.paths = paths or ArtifactPaths()
+        self.storage_url = storage if isinstance(storage, str) or storage is None else None
+        self.storage = open_storage(storage, self.paths)
+        self.penalty = penalty
+        self.seed = seed
+        self.n_folds = n_folds
+        self.n_startup_trials = n_startup_trials
+        self.show_progress_bar = show_progress_bar
+        self.study_prefix = study_prefix
+        self.threads_per_trial = threads_per_trial or max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+        self.cache = FoldCache(train_raw, n_folds)
+        self.fingerprint = _fingerprint(self.cache.train_raw)
+
+    # ------------------------------------------------------------------ studies
+    def create_study(self, family: str) -> optuna.Study:
+        """Create or load the family's study (seeded TPE sampler, median pruner).
+
+        Raises
+        ------
+        ValueError
+            The stored study was run with another penalty or number of folds (its scores are not
+            comparable); use another storage or study prefix.
+        """
+        fam = get_family(family)
+        study = optuna.create_study(
+            storage=self.storage,
+            study_name=study_name(family, self.study_prefix),
+            direction="minimize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.n_startup_trials),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=self.n_startup_trials, n_warmup_steps=0),
+        )
+        attrs = study.user_attrs
+        expected = {"penalty": float(self.penalty), "n_folds": int(self.n_folds)}
+        for key, value in expected.items():
+            if key in attrs and attrs[key] != value:
+                raise ValueError(
+                    f"study {study.study_name!r} was searched with {key}={attrs[key]}, this search "
+                    f"uses {key}={value}: the scores are not comparable. Use another --storage."
+                )
+        if attrs.get("data") not in (None, self.fingerprint):
+            log.warning(
+                "study %s was started on other data (%s, now %s): its earlier trials were scored "
+                "on that data", study.study_name, attrs.get("data"), self.fingerprint,
+            )
+        for key, value in {**expected, "family": family, "task_type": fam.task_type,
+                           "data": self.fingerprint}.items():
+            if attrs.get(key) != value:
+                study.set_user_attr(key, value)
+        return study
+
+    # ------------------------------------------------------------------ objective
+    def objective(self, family: str) -> Callable[[optuna.Trial], float]:
+        """The define-by-run objective of a family: mean CV business score of a trial's params."""
+        fam = get_family(family)
+        encoding = getattr(fam.estimator_class, "preferred_encoding", "category")
+
+        def objective(trial: optuna.Trial) -> float:
+            params = fam.search_space(trial)
+            trial.set_user_attr("params", _jsonable(params))
+            model_params, pre_params = split_params(params)
+            folds = self.cache.folds(encoding, pre_params)
+            scores: list[float] = []
+            start = time.perf_counter()
+            for step, fold in enumerate(folds):
+                try:
+                    model = fam.make_estimator(model_params, penalty=self.penalty, random_state=self.seed)
+                    model.fit(fold.X_train, fold.y_train)
+                    pred = np.asarray(model.predict(fold.X_val), dtype=float)
+                    if pred.shape != fold.y_val.shape or not np.all(np.isfinite(pred)):
+                        raise TrialFailed(
+                            f"fold {step}: {int(np.sum(~np.isfinite(pred)))} non-finite of "
+                            f"{pred.size} predictions (expected {fold.y_val.size})"
+                        )
+                    scores.append(business_score(pred, fold.y_val, penalty=self.penalty))
+                except Exception as exc:
+                    trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+                    raise
+                running = float(np.mean(scores))
+                trial.report(running, step)
+                if trial.should_prune():
+                    trial.set_user_attr("cv_scores", scores)
+                    raise optuna.TrialPruned(f"fold {step}: running CV score {running:.2f}")
+            trial.set_user_attr("cv_scores", scores)
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            return float(np.mean(scores))
+
+        return objective
+
+    # ------------------------------------------------------------------ running
+    def search_family(self, family: str) -> FamilyResult:
+        """Run this searcher's budget on one family's study; return the study's state."""
+        study = self.create_study(family)
+        before = len(study.get_trials(deepcopy=False))
+        start = time.perf_counter()
+        log.info("searching %s: %s trials, timeout %s, %d parallel, study %s (%d trials so far)",
+                 family, self.n_trials, self.timeout, self.n_jobs, study.study_name, before)
+        with threadpool_limits(limits=self.threads_per_trial):
+            study.optimize(
+                self.objective(family),
+                n_trials=self.n_trials,
+                timeout=self.timeout,
+                n_jobs=self.n_jobs,
+                catch=(Exception,),
+                show_progress_bar=self.show_progress_bar,
+            )
+        result = family_result(study, family, get_family(family).task_type, time.perf_counter() - start)
+        if result.status == "ok":
+            log.info(
+                "%s: best CV score %.2f (trial %d); %d complete, %d pruned, %d failed in %.0f s",
+                family, result.best_value, result.best_trial, result.n_complete, result.n_pruned,
+                result.n_failed, result.seconds,
+            )
+        else:
+            log.error(
+                "%s: no successful trial (%d failed); reasons: %s", family, result.n_failed,
+                "; ".join(result.fail_reasons) or "none recorded",
+            )
+        return result
+
+    def run(self) -> dict[str, FamilyResult]:
+        """Search every family in turn; families that fail do not stop the others."""
+        log.info("search of %d families on %d training jobs, %d folds, penalty %g, storage %s",
+                 len(self.families), len(self.cache.train_raw), self.n_folds, self.penalty,
+                 describe_storage(self.storage_url, self.paths))
+        results = {name: self.search_family(name) for name in self.families}
+        failed = [name for name, r in results.items() if r.status != "ok"]
+        if failed:
+            log.error("families without any successful trial: %s", ", ".join(failed))
+        return results
+
+    def summary(self, results: dict[str, FamilyResult] | None = None) -> pd.DataFrame:
+        """Search summary frame (one row per family): of ``results`` or read from the storage."""
+        if results is None:
+            return search_summary(self.families, self.storage, self.paths, self.study_prefix)
+        return pd.DataFrame([r.as_row() for r in results.values()],
+                            columns=list(FamilyResult.__dataclass_fields__))
+
+
+def _jsonable(params: dict) -> dict:
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def _fingerprint(df: pd.DataFrame) -> str:
+    """A short identity of the training data (rows, time span, total peak)."""
+    peak = df["max_rss_gb"] if "max_rss_gb" in df else df["max_rss"] / 1024**3
+    return f"{len(df)} jobs {df['time'].min()} .. {df['time'].max()} sum {float(peak.sum()):.1f} GB"

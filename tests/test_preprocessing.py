@@ -1,0 +1,479 @@
+"""ModelPreprocessor: feature families on hand-made frames, causality, robustness, serialisation."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pandas.api import types as ptypes
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from resource_prediction.data import save_telemetry
+from resource_prediction.features.raw import SMALL_FRAME, UNKNOWN
+from resource_prediction.preprocessing import (
+    CATEGORICAL_FEATURES,
+    HISTORY_FEATURES,
+    QUANT_FEATURES,
+    ModelPreprocessor,
+)
+from resource_prediction.synthetic import generate_telemetry
+
+T0 = pd.Timestamp("2024-03-04 08:00", tz="UTC")  # a Monday
+REQUIRED_HISTORY = ["hist_grp_prev", "hist_grp_p95_5", "hist_global_mean_5", "hist_grp_count", "memreq_gb"]
+
+
+def raw_frame(n: int | None = None, **columns) -> pd.DataFrame:
+    """Raw telemetry rows with defaults for every column not given (one group, hourly jobs)."""
+    if n is None:
+        n = len(next(iter(columns.values())))
+    defaults = {
+        "time": T0 + pd.to_timedelta(np.arange(n), unit="h"),
+        "location": "eu-west-1",
+        "component": "core",
+        "buildProfile": "linuxx86_64-gcc13-O2",
+        "makeType": "opt",
+        "ts_phase": "build",
+        "branch": "main",
+        "targets": "all",
+        "jobs": 0,
+        "localJobs": 16,
+        "memreq_gb": 64.0,
+        "max_rss_gb": 10.0,
+    }
+    data = {k: columns.get(k, v) for k, v in defaults.items()}
+    data.update({k: v for k, v in columns.items() if k not in defaults})
+    df = pd.DataFrame({k: (v if np.ndim(v) else [v] * n) for k, v in data.items()})
+    for col in ("jobs", "localJobs"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+def without_target(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=[c for c in ("max_rss", "max_rss_gb") if c in df.columns])
+
+
+@pytest.fixture(scope="module")
+def jobs() -> pd.DataFrame:
+    return generate_telemetry(3000, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fitted(jobs) -> ModelPreprocessor:
+    return ModelPreprocessor().fit(jobs.iloc[:2500])
+
+
+# ---------------------------------------------------------------- layout and dtypes
+def test_output_layout_and_dtypes(jobs, fitted):
+    X = fitted.transform(jobs.iloc[2500:])
+    assert list(X.columns) == fitted.feature_names_
+    assert X.index.equals(jobs.index[2500:])
+    for name in REQUIRED_HISTORY:
+        assert name in X.columns
+    for col in fitted.categorical_features_:
+        assert isinstance(X[col].dtype, pd.CategoricalDtype)
+        assert list(X[col].cat.categories) == fitted.vocabularies_[col]
+        assert X[col].cat.categories[-1] == UNKNOWN
+    numeric = [c for c in X.columns if c not in fitted.categorical_features_]
+    assert all(ptypes.is_float_dtype(X[c]) for c in numeric)
+    assert not X[numeric].isna().any().any()
+    assert list(fitted.get_feature_names_out()) == fitted.feature_names_
+
+
+def test_history_is_never_nan_without_target(jobs, fitted):
+    X = fitted.transform(without_target(jobs.iloc[2500:]))
+    assert not X[list(HISTORY_FEATURES)].isna().any().any()
+    assert (X["hist_grp_p95_5"] > 0).all()
+
+
+def test_quant_features_switch(jobs):
+    with_q = ModelPreprocessor().fit(jobs)
+    without_q = ModelPreprocessor(use_quant_features=False).fit(jobs)
+    assert set(QUANT_FEATURES) <= set(with_q.feature_names_)
+    assert not set(QUANT_FEATURES) & set(without_q.feature_names_)
+    assert list(without_q.transform(jobs).columns) == without_q.feature_names_
+
+
+# ---------------------------------------------------------------- feature families
+@pytest.mark.parametrize("repeat", [1, SMALL_FRAME + 1])  # the few-rows and the vectorised paths
+def test_temporal_features(repeat):
+    times = pd.to_datetime(
+        ["2024-12-30 10:15", "2021-01-03 23:59", "2024-02-29 00:00", "2026-06-15 13:00"], utc=True
+    )
+    df = raw_frame(time=np.repeat(times, repeat))
+    X = ModelPreprocessor().fit_transform(df)
+    expected = pd.DataFrame({
+        "year": times.year, "month": times.month, "day_of_week": times.day_of_week,
+        "hour": times.hour, "week_of_year": times.isocalendar().week.to_numpy(),
+    }).astype(float)
+    got = X[expected.columns].iloc[::repeat].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected)
+    # ISO corner cases: 2024-12-30 is in week 1 of 2025, 2021-01-03 in week 53 of 2020.
+    assert got["week_of_year"].tolist()[:2] == [1.0, 53.0]
+
+
+def test_time_as_string_and_naive_datetime():
+    df = raw_frame(3)
+    as_str = df.assign(time=df["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    naive = df.assign(time=df["time"].dt.tz_localize(None))
+    reference = ModelPreprocessor().fit_transform(df)
+    pd.testing.assert_frame_equal(ModelPreprocessor().fit_transform(as_str), reference)
+    pd.testing.assert_frame_equal(ModelPreprocessor().fit_transform(naive), reference)
+
+
+@pytest.mark.parametrize("repeat", [1, SMALL_FRAME + 1])
+def test_build_profile_parts_and_malformed(repeat):
+    profiles = ["linuxx86_64-gcc13-O2", "win-64-msvc19-O0", "gcc13O2", "a--O2", None]
+    df = raw_frame(buildProfile=np.repeat(np.array(profiles, dtype=object), repeat))
+    X = ModelPreprocessor().fit_transform(df).iloc[::repeat]
+    parts = X[["architecture", "compiler", "optimisation"]].astype(str).to_numpy().tolist()
+    assert parts == [
+        ["linuxx86_64", "gcc13", "O2"],
+        ["win-64", "msvc19", "O0"],
+        [UNKNOWN] * 3,
+        [UNKNOWN] * 3,
+        [UNKNOWN] * 3,
+    ]
+
+
+@pytest.mark.parametrize("repeat", [1, SMALL_FRAME + 1])
+def test_branch_and_target_features(repeat):
+    df = raw_frame(
+        branch=np.repeat(["feature_1234", "release_24_3", "main", "dev_", "42"], repeat),
+        targets=np.repeat(["all,dist,tests", "all", "dist", " all , , lib ", "alldist"], repeat),
+    )
+    X = ModelPreprocessor().fit_transform(df).iloc[::repeat]
+    assert X["branch_prefix"].astype(str).tolist() == ["feature", "release", "main", "dev", UNKNOWN]
+    assert X["branch_number"].tolist() == [1234.0, 24 + 3 / 1000, -1.0, -1.0, 42.0]
+    assert X["n_targets"].tolist() == [3.0, 1.0, 1.0, 2.0, 1.0]
+    assert X["has_dist"].tolist() == [1.0, 0.0, 1.0, 0.0, 0.0]
+
+
+def test_quant_feature_definitions():
+    df = raw_frame(
+        makeType=["dbg", "opt", "rel", "dbg"],
+        targets=["all,dist", "all", "all,tests,lib", "dist"],
+        localJobs=[4, 8, 16, 64],
+        jobs=[0, 100, 0, 0],
+    )
+    X = ModelPreprocessor().fit_transform(df)
+    n_targets = np.array([2.0, 1.0, 3.0, 1.0])
+    heavy = np.array([1.0, 0.0, 0.0, 1.0])
+    local = np.array([4.0, 8.0, 16.0, 64.0])
+    np.testing.assert_array_equal(X["build_load"], local * n_targets)
+    np.testing.assert_array_equal(X["target_intensity"], n_targets + heavy)
+    np.testing.assert_array_equal(X["debug_multiplier"], [2.0, 1.0, 1.0, 2.0])
+    np.testing.assert_array_equal(X["heavy_target"], heavy)
+    np.testing.assert_array_equal(X["high_parallelism"], local >= np.percentile(local, 75))
+
+
+def test_missing_values_filled_from_fitted_medians():
+    train = raw_frame(jobs=[0, 10, 20], localJobs=[4, 8, 32], memreq_gb=[10.0, 20.0, 90.0])
+    pre = ModelPreprocessor().fit(train)
+    new = raw_frame(2, jobs=pd.array([None, 500], dtype="Int64"), localJobs=pd.array([None, None], dtype="Int64"),
+                    memreq_gb=[np.nan, 7.0], location=[None, "eu-west-1"])
+    new["time"] = [pd.NaT, T0 + pd.Timedelta(days=30)]
+    X = pre.transform(without_target(new))
+    assert X["jobs"].tolist() == [10.0, 500.0]
+    assert X["localJobs"].tolist() == [8.0, 8.0]
+    assert X["memreq_gb"].tolist() == [20.0, 7.0]
+    assert X["location"].astype(str).tolist() == [UNKNOWN, "eu-west-1"]
+    assert X.loc[0, "year"] == 2024.0 and X.loc[0, "hour"] == pre.fill_values_["hour"]
+    assert not X.drop(columns=pre.categorical_features_).isna().any().any()
+
+
+# ---------------------------------------------------------------- memory history
+def test_group_history_statistics():
+    peaks = np.arange(1.0, 9.0)  # one group, peaks 1..8 in time order
+    X = ModelPreprocessor().fit_transform(raw_frame(max_rss_gb=peaks))
+    s = pd.Series(peaks).shift(1)
+    for i in range(1, len(peaks)):
+        prev = peaks[:i]
+        assert X["hist_grp_prev"].iloc[i] == prev[-1]
+        assert X["hist_grp_p95_5"].iloc[i] == pytest.approx(np.percentile(prev[-5:], 95))
+        assert X["hist_grp_mean_5"].iloc[i] == pytest.approx(prev[-5:].mean())
+        assert X["hist_grp_max_20"].iloc[i] == prev.max()
+        assert X["hist_grp_p95_20"].iloc[i] == pytest.approx(np.percentile(prev[-20:], 95))
+        assert X["hist_grp_count"].iloc[i] == i
+        assert X["hist_global_mean_5"].iloc[i] == pytest.approx(prev[-5:].mean())
+    np.testing.assert_allclose(X["hist_grp_ewm"].iloc[1:], s.ewm(alpha=0.3).mean().iloc[1:])
+    # The very first job has no history at all: its own request stands in.
+    assert X["hist_grp_source"].iloc[0] == 3.0
+    assert X["hist_grp_p95_5"].iloc[0] == 64.0
+
+
+def test_long_window_keeps_last_20():
+    peaks = np.r_[100.0, np.arange(1.0, 26.0)]  # an early spike that leaves the 20-window
+    X = ModelPreprocessor().fit_transform(raw_frame(max_rss_gb=peaks))
+    assert X["hist_grp_max_20"].iloc[20] == 100.0
+    assert X["hist_grp_max_20"].iloc[21] == 20.0
+    assert X["hist_grp_p95_20"].iloc[25] == pytest.approx(np.percentile(peaks[5:25], 95))
+
+
+def test_fallback_chain_group_coarse_global():
+    df = raw_frame(
+        component=["core", "core", "core", "ui"],
+        buildProfile=["linuxx86_64-gcc13-O2", "linuxx86_64-gcc13-O2", "win64-msvc19-O0", "win64-msvc19-O0"],
+        max_rss_gb=[10.0, 30.0, 50.0, 70.0],
+    )
+    X = ModelPreprocessor().fit_transform(df)
+    assert X["hist_grp_source"].tolist() == [3.0, 0.0, 1.0, 2.0]
+    # Row 2: new profile of core/opt, so the coarse group (core, opt) fills in: peaks 10 and 30.
+    assert X["hist_grp_p95_5"].iloc[2] == pytest.approx(np.percentile([10.0, 30.0], 95))
+    assert X["hist_grp_count"].iloc[2] == 0 and X["hist_coarse_count"].iloc[2] == 2
+    # Row 3: a new component: all jobs fill in.
+    assert X["hist_grp_mean_5"].iloc[3] == pytest.approx(30.0)
+    assert X["hist_global_mean_5"].iloc[3] == pytest.approx(30.0)
+
+
+def test_min_history_uses_coarse_group_for_short_groups():
+    df = raw_frame(
+        buildProfile=["a-gcc-O2", "a-gcc-O2", "a-gcc-O3", "a-gcc-O3"], max_rss_gb=[10.0, 20.0, 40.0, 80.0]
+    )
+    X = ModelPreprocessor(min_history=2).fit_transform(df)
+    # Row 3 has one peak of its own group (< 2): the coarse group's three peaks are used instead.
+    assert X["hist_grp_source"].iloc[3] == 1.0
+    assert X["hist_grp_mean_5"].iloc[3] == pytest.approx(np.mean([10.0, 20.0, 40.0]))
+    assert X["hist_grp_count"].iloc[3] == 1
+
+
+def test_transform_without_target_uses_fitted_history():
+    train = raw_frame(max_rss_gb=[1.0, 2.0, 3.0])
+    pre = ModelPreprocessor().fit(train)
+    X = pre.transform(without_target(raw_frame(2, time=[T0 + pd.Timedelta(days=1)] * 2)))
+    assert X["hist_grp_prev"].tolist() == [3.0, 3.0]
+    assert X["hist_grp_count"].tolist() == [3.0, 3.0]
+
+
+def test_transform_replays_targets_of_the_frame():
+    pre = ModelPreprocessor().fit(raw_frame(max_rss_gb=[1.0, 2.0, 3.0]))
+    later = raw_frame(3, time=T0 + pd.to_timedelta([24, 25, 26], unit="h"), max_rss_gb=[7.0, 8.0, 9.0])
+    X = pre.transform(later)
+    assert X["hist_grp_prev"].tolist() == [3.0, 7.0, 8.0]
+    assert X["hist_grp_count"].tolist() == [3.0, 4.0, 5.0]
+    # Replaying does not change the stored history.
+    assert pre.transform(without_target(later))["hist_grp_prev"].tolist() == [3.0] * 3
+
+
+def test_rows_in_any_order_align_with_input(jobs):
+    frame = jobs.iloc[:400]
+    frame = frame[~frame["time"].duplicated(keep=False)]  # ties would follow the input order
+    reference = ModelPreprocessor().fit_transform(frame)
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    shuffled.index = [f"job{i}" for i in shuffled.index]
+    X = ModelPreprocessor().fit_transform(shuffled)
+    assert X.index.equals(shuffled.index)
+    expected = reference.loc[[int(i[3:]) for i in shuffled.index]]
+    np.testing.assert_allclose(X[list(HISTORY_FEATURES)], expected[list(HISTORY_FEATURES)])
+
+
+def test_ties_in_time_are_broken_by_input_order():
+    df = raw_frame(time=[T0] * 3, max_rss_gb=[5.0, 6.0, 7.0])
+    X = ModelPreprocessor().fit_transform(df.iloc[[2, 0, 1]])
+    assert X["hist_grp_prev"].tolist()[1:] == [7.0, 5.0]
+
+
+def test_observe_equals_fitting_on_everything(jobs):
+    a, b, c = jobs.iloc[:1500], jobs.iloc[1500:2500], without_target(jobs.iloc[2500:])
+    online = ModelPreprocessor().fit(a).observe(b)
+    batch = ModelPreprocessor().fit(pd.concat([a, b]))
+    cols = list(HISTORY_FEATURES)
+    pd.testing.assert_frame_equal(online.transform(c)[cols], batch.transform(c)[cols])
+    assert online.n_history_jobs_ == batch.n_history_jobs_ == 2500
+
+
+def test_replay_after_fit_equals_fit_transform_of_everything(jobs):
+    a, b = jobs.iloc[:2000], jobs.iloc[2000:]
+    replayed = ModelPreprocessor().fit(a).transform(b)
+    together = ModelPreprocessor().fit_transform(jobs).iloc[2000:]
+    cols = list(HISTORY_FEATURES)
+    np.testing.assert_allclose(replayed[cols], together[cols], rtol=1e-9)
+
+
+def test_one_job_at_a_time_equals_replay(jobs):
+    """Online loop: transform a job without its peak, then observe it."""
+    a, b = jobs.iloc[:2000], jobs.iloc[2000:2040]
+    online = ModelPreprocessor().fit(a)
+    rows = []
+    for i in range(len(b)):
+        rows.append(online.transform(without_target(b.iloc[[i]])))
+        online.observe(b.iloc[[i]])
+    cols = list(HISTORY_FEATURES)
+    expected = ModelPreprocessor().fit(a).transform(b)[cols]
+    np.testing.assert_allclose(pd.concat(rows)[cols], expected, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- causality (property tests)
+_profiles = ["lx-gcc-O2", "lx-gcc-O3", "bad"]
+
+
+@st.composite
+def frames(draw):
+    n = draw(st.integers(2, 24))
+    return raw_frame(
+        time=T0 + pd.to_timedelta(draw(st.lists(st.integers(0, 12), min_size=n, max_size=n)), unit="h"),
+        component=draw(st.lists(st.sampled_from(["a", "b"]), min_size=n, max_size=n)),
+        buildProfile=draw(st.lists(st.sampled_from(_profiles), min_size=n, max_size=n)),
+        makeType=draw(st.lists(st.sampled_from(["dbg", "opt"]), min_size=n, max_size=n)),
+        max_rss_gb=draw(st.lists(st.floats(0.1, 500.0), min_size=n, max_size=n)),
+    )
+
+
+def _check_causal(make_features, df, k, new_value):
+    order = np.lexsort((np.arange(len(df)), df["time"].to_numpy()))  # time, then input order
+    rank = np.empty(len(df), dtype=int)
+    rank[order] = np.arange(len(df))
+    changed = df.copy()
+    changed.iloc[k, changed.columns.get_loc("max_rss_gb")] = new_value
+    before, after = make_features(df), make_features(changed)
+    upto = rank <= rank[k]
+    pd.testing.assert_frame_equal(before[upto], after[upto])
+    # Not vacuous: the next job of the same group sees the new peak as its previous one.
+    same = np.flatnonzero(
+        (df["component"] == df["component"].iloc[k]).to_numpy()
+        & (df["buildProfile"] == df["buildProfile"].iloc[k]).to_numpy()
+        & (df["makeType"] == df["makeType"].iloc[k]).to_numpy()
+        & (rank > rank[k])
+    )
+    if same.size and not np.isnan(new_value):
+        nxt = same[np.argmin(rank[same])]
+        assert after["hist_grp_prev"].iloc[nxt] == new_value
+
+
+@settings(max_examples=30, deadline=None)
+@given(df=frames(), data=st.data())
+def test_fit_transform_is_causal(df, data):
+    k = data.draw(st.integers(0, len(df) - 1))
+    new_value = data.draw(st.one_of(st.floats(0.1, 500.0), st.just(np.nan)))
+    _check_causal(lambda d: ModelPreprocessor().fit_transform(d), df, k, new_value)
+
+
+@settings(max_examples=30, deadline=None)
+@given(df=frames(), data=st.data())
+def test_replay_transform_is_causal(df, data):
+    history = raw_frame(
+        6, time=T0 - pd.to_timedelta(np.arange(6, 0, -1), unit="D"),
+        component=["a", "b"] * 3, max_rss_gb=[3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+    )
+    pre = ModelPreprocessor().fit(history)
+    k = data.draw(st.integers(0, len(df) - 1))
+    new_value = data.draw(st.floats(0.1, 500.0))
+    _check_causal(pre.transform, df, k, new_value)
+
+
+# ---------------------------------------------------------------- unseen, malformed, missing
+def test_unseen_categories_map_to_unknown_without_shifting(jobs, fitted):
+    new = without_target(jobs.iloc[2500:2600]).copy()
+    reference = fitted.transform(new)
+    new["location"] = "mars-north-1"
+    new["ts_phase"] = "deploy"
+    X = fitted.transform(new)
+    assert (X["location"] == UNKNOWN).all() and (X["ts_phase"] == UNKNOWN).all()
+    assert list(X["location"].cat.categories) == fitted.vocabularies_["location"]
+    others = [c for c in X.columns if c not in ("location", "ts_phase")]
+    pd.testing.assert_frame_equal(X[others], reference[others])
+
+
+def test_unseen_component_gets_global_history(fitted, jobs):
+    new = without_target(jobs.iloc[2500:2510]).assign(component="brand-new")
+    X = fitted.transform(new)
+    assert (X["component"] == UNKNOWN).all()
+    assert (X["hist_grp_source"] == 2.0).all() and (X["hist_grp_count"] == 0).all()
+    assert X["hist_grp_p95_5"].notna().all()
+
+
+@pytest.mark.parametrize("column", ["time", "component", "buildProfile", "makeType", "targets", "localJobs"])
+def test_missing_required_column_names_it(jobs, fitted, column):
+    with pytest.raises(ValueError, match=column):
+        ModelPreprocessor().fit(jobs.drop(columns=column))
+    with pytest.raises(ValueError, match=column):
+        fitted.transform(jobs.drop(columns=column))
+
+
+def test_missing_memreq_names_it(jobs):
+    with pytest.raises(ValueError, match="memreq"):
+        ModelPreprocessor().fit(jobs.drop(columns=["memreq", "memreq_gb"]))
+
+
+def test_fit_needs_target_and_observe_needs_target(jobs, fitted):
+    with pytest.raises(ValueError, match="max_rss"):
+        ModelPreprocessor().fit(without_target(jobs))
+    with pytest.raises(ValueError, match="max_rss"):
+        clone(fitted).fit(jobs).observe(without_target(jobs.iloc[:3]))
+
+
+def test_unparseable_time_is_a_clear_error(jobs, fitted):
+    bad = jobs.iloc[:3].assign(time=["2024-01-01T00:00:00Z", "yesterday", None])
+    with pytest.raises(ValueError, match="time"):
+        fitted.transform(bad)
+
+
+def test_not_fitted_and_bad_parameters(jobs):
+    with pytest.raises(NotFittedError):
+        ModelPreprocessor().transform(jobs)
+    with pytest.raises(NotFittedError):
+        ModelPreprocessor().observe(jobs)
+    for params in ({"encoding": "ordinal"}, {"min_history": 0}, {"ewm_alpha": 0.0},
+                   {"heavy_targets": "dist"}, {"use_quant_features": "yes"}):
+        with pytest.raises(ValueError):
+            ModelPreprocessor(**params).fit(jobs)
+    with pytest.raises(ValueError):
+        ModelPreprocessor().set_params(window=3)
+
+
+def test_y_overrides_target_columns(jobs):
+    y = jobs["max_rss_gb"].to_numpy() * 2
+    a = ModelPreprocessor().fit_transform(without_target(jobs.iloc[:500]), y[:500])
+    b = ModelPreprocessor().fit_transform(jobs.iloc[:500].assign(max_rss_gb=y[:500]))
+    pd.testing.assert_frame_equal(a, b)
+
+
+# ---------------------------------------------------------------- encodings, serialisation, input forms
+def test_onehot_carries_the_same_information(jobs):
+    cat = ModelPreprocessor().fit(jobs.iloc[:2500])
+    hot = ModelPreprocessor(encoding="onehot").fit(jobs.iloc[:2500])
+    new = jobs.iloc[2500:].assign(location=["mars"] * 10 + list(jobs["location"].iloc[2510:]))
+    Xc, Xh = cat.transform(new), hot.transform(new)
+    assert list(Xh.columns) == hot.feature_names_ and hot.categorical_features_ == []
+    for col in CATEGORICAL_FEATURES:
+        block = Xh[[f"{col}={v}" for v in cat.vocabularies_[col]]].to_numpy()
+        assert (block.sum(axis=1) == 1).all()
+        np.testing.assert_array_equal(block.argmax(axis=1), Xc[col].cat.codes.to_numpy())
+    numeric = [c for c in Xc.columns if c not in CATEGORICAL_FEATURES]
+    pd.testing.assert_frame_equal(Xh[numeric], Xc[numeric])
+
+
+def test_pickle_round_trip(jobs, fitted):
+    restored = pickle.loads(pickle.dumps(fitted))
+    for frame in (jobs.iloc[2500:], without_target(jobs.iloc[2500:])):
+        pd.testing.assert_frame_equal(restored.transform(frame), fitted.transform(frame))
+    restored.observe(jobs.iloc[2500:2600])
+    again = clone(fitted).fit(jobs.iloc[:2500]).observe(jobs.iloc[2500:2600])
+    tail = without_target(jobs.iloc[2600:])
+    pd.testing.assert_frame_equal(restored.transform(tail), again.transform(tail))
+
+
+def test_read_csv_input(tmp_path, jobs, fitted):
+    path = save_telemetry(jobs.iloc[2500:], tmp_path / "jobs.csv")
+    raw = pd.read_csv(path, sep=";")
+    assert ptypes.is_string_dtype(raw["time"]) and "max_rss_gb" not in raw.columns
+    X = fitted.transform(raw)
+    expected = fitted.transform(jobs.iloc[2500:].reset_index(drop=True))
+    pd.testing.assert_frame_equal(X, expected, check_exact=False, rtol=1e-12)
+    assert not X[list(HISTORY_FEATURES)].isna().any().any()
+
+
+def test_fit_on_read_csv_input(tmp_path, jobs):
+    path = save_telemetry(jobs.iloc[:800], tmp_path / "jobs.csv")
+    from_csv = ModelPreprocessor().fit_transform(pd.read_csv(path, sep=";"))
+    direct = ModelPreprocessor().fit_transform(jobs.iloc[:800])
+    pd.testing.assert_frame_equal(from_csv, direct, check_exact=False, rtol=1e-12)
+
+
+def test_clone_and_params_round_trip():
+    pre = ModelPreprocessor(encoding="onehot", min_history=3, heavy_targets=("dist", "package"))
+    assert clone(pre).get_params() == pre.get_params()
