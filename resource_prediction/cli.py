@@ -67,8 +67,15 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_summary)
 
 
+def _add_training(sub: argparse._SubParsersAction) -> None:
+    from resource_prediction.training.commands import add_evaluate, add_search
+
+    add_search(sub)
+    add_evaluate(sub)
+
+
 #: Subcommand builders; later modules add theirs here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_summary]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_summary, _add_training]
 
 
 def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +109,8 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
                    help="jobs of the generated data when --data is not given (default: %(default)s)")
     g.add_argument("--book-results", metavar="DIR",
                    help="where the book takes the executed notebooks from (default: book/results)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="OpenMP/BLAS threads of the notebook kernels (default: %(default)s)")
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -129,6 +138,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             seed=args.seed,
             jobs=args.jobs,
             book_results=Path(args.book_results) if args.book_results else BOOK_RESULTS_DIR,
+            threads=args.threads,
         )
         runs = run_pipeline(config)
     except (ValueError, FileNotFoundError) as exc:

@@ -17,9 +17,10 @@ What runs:
 * ``03_hyperparameter_search``: with ``run_search`` the Optuna search of each selected family
   (``n_trials`` trials, optional ``timeout``), resuming the studies kept in the storage; without it no
   trial runs and the notebook shows the studies the storage already holds;
-* ``04_evaluation``: fits each selected family on the training period with the best parameters of
-  its study (the family's default parameters when it has none) and scores it on the holdout; with
-  ``evaluate_all_archs`` it evaluates every family of the task type;
+* ``04_evaluation``: refits each selected family (``model_family``, else every family of
+  ``task_type``) on the training period with the best parameters of its study (its default
+  parameters when it has none) and scores it and the baselines on the holdout; with
+  ``evaluate_all_archs`` every family of both task types, and the comparison charts as files;
 * ``05_simulation``: replays the holdout through the exported models (a plotly animation in the book;
   the interactive app runs in JupyterLab or Voila).
 """
@@ -27,9 +28,11 @@ What runs:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -101,6 +104,10 @@ class PipelineConfig:
         (``book_results=None``: not copied for the book).
     progress_bar : bool
         Papermill's per-cell progress bar.
+    threads : int or None
+        OpenMP/BLAS threads of the notebook kernels (``OMP_NUM_THREADS`` and friends; ``None``:
+        leave the environment alone). One thread by default: gradient boosting with more OpenMP
+        threads than free cores slows down many times on a shared machine.
     extra : dict
         More parameters for the notebooks that declare them (e.g. ``{"sample_points": 2000}``).
     """
@@ -123,6 +130,7 @@ class PipelineConfig:
     notebook_dir: Path = NOTEBOOK_DIR
     book_results: Path | None = BOOK_RESULTS_DIR
     progress_bar: bool = True
+    threads: int | None = 1
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -132,6 +140,8 @@ class PipelineConfig:
             raise ValueError("preprocess_only and skip_preprocessing contradict each other")
         if self.n_trials < 1:
             raise ValueError(f"n_trials must be at least 1, got {self.n_trials}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
 
     @property
     def paths(self) -> ArtifactPaths:
@@ -189,6 +199,27 @@ def generated_data_path(paths: ArtifactPaths, jobs: int, seed: int) -> Path:
         log.info("generating %d jobs, seed %d -> %s", jobs, seed, target)
         save_telemetry(generate_telemetry(jobs, seed=seed, with_truth=True), target)
     return target
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def kernel_threads(threads: int | None):
+    """Set the thread variables the notebook kernels inherit (restored afterwards)."""
+    if threads is None:
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def declared_parameters(notebook: Path) -> set[str]:
@@ -256,16 +287,24 @@ def run_pipeline(config: PipelineConfig, echo=print) -> list[NotebookRun]:
         raise FileNotFoundError(
             f"--skip-preprocessing: no processed data in {paths.processed}; run without it first"
         )
+    if config.model_family:
+        from resource_prediction.config import get_family
+
+        try:
+            get_family(config.model_family)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
     parameters = config.parameters(data)
     names = config.notebooks()
     echo(f"pipeline: {len(names)} notebooks, data {data}, artifacts {paths.root}")
     log.debug("pipeline configuration: %s", asdict(config))
     runs = []
-    for i, name in enumerate(names, 1):
-        echo(f"[{i}/{len(names)}] {name} ...")
-        run = run_notebook(name, parameters, config)
-        echo(f"[{i}/{len(names)}] {name} done in {run.seconds:.1f} s -> {run.executed}")
-        runs.append(run)
+    with kernel_threads(config.threads):
+        for i, name in enumerate(names, 1):
+            echo(f"[{i}/{len(names)}] {name} ...")
+            run = run_notebook(name, parameters, config)
+            echo(f"[{i}/{len(names)}] {name} done in {run.seconds:.1f} s -> {run.executed}")
+            runs.append(run)
     return runs
 
 

@@ -62,6 +62,7 @@ from resource_prediction.features.history import STAT_NAMES, GroupHistory, Histo
 from resource_prediction.features.raw import (
     KEY_COLUMNS,
     REQUIRED_COLUMNS,
+    SMALL_FRAME,
     UNKNOWN,
     check_columns,
     column,
@@ -172,11 +173,16 @@ def _parse(df: pd.DataFrame, heavy: frozenset[str]) -> _Parsed:
     return _Parsed(keys, numeric, cats)
 
 
-def _frame(arrays: list, columns: pd.Index, index: pd.Index) -> pd.DataFrame:
-    """A DataFrame of 1-D arrays; ``DataFrame._from_arrays`` skips checks that cost more than a
-    one-row transform itself (the public constructor is the fallback)."""
+def _frame(arrays: list, columns: pd.Index, index: pd.Index, *, consolidate: bool) -> pd.DataFrame:
+    """A DataFrame of freshly computed 1-D arrays, built the cheapest way for its size.
+
+    Large frames: the public constructor with ``copy=False`` keeps each array as its own block (no
+    copy into one 2-D block, which at a million rows costs more than computing a feature).
+    Few rows or many columns (``consolidate``): ``DataFrame._from_arrays`` skips checks that cost more
+    than a one-row transform itself, with the public constructor as the fallback.
+    """
     from_arrays = getattr(pd.DataFrame, "_from_arrays", None)
-    if from_arrays is not None:
+    if (consolidate or len(index) <= SMALL_FRAME) and from_arrays is not None:
         return from_arrays(arrays, columns=columns, index=index, verify_integrity=False)
     return pd.DataFrame(dict(zip(columns, arrays, strict=True)), index=index, copy=False)
 
@@ -222,6 +228,9 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         75th percentile of ``localJobs`` in fit.
     n_history_jobs_ : int
         Jobs with a known peak in the stored history (fit plus observe).
+    history_ : dict of str to GroupHistory
+        The stored memory history per level (``fine``, ``coarse``, ``global``): the last 20 peaks,
+        count and exponentially weighted sums of every group, so a one-job transform is a lookup.
 
     Examples
     --------
@@ -283,6 +292,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     def _fit(self, X: pd.DataFrame, y) -> tuple[_Parsed, dict[str, np.ndarray]]:
         self._validate_params()
         check_columns(X, REQUIRED_COLUMNS)
+        if len(X) == 0:
+            raise ValueError("fit needs at least one job: the frame is empty")
         peaks = self._peaks(X, y, required=True, caller="fit")
         parsed = _parse(X, frozenset(self.heavy_targets))
 
@@ -343,7 +354,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self._fit(X, y)
         return self
 
-    def fit_transform(self, X: pd.DataFrame, y=None, **fit_params) -> pd.DataFrame:
+    def fit_transform(self, X: pd.DataFrame, y=None) -> pd.DataFrame:
         """Fit, then features of ``X`` where each job sees only the peaks of earlier jobs of ``X``."""
         parsed, hist = self._fit(X, y)
         return self._assemble(parsed, hist, X.index)
@@ -408,21 +419,32 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
                 "global": self.history_["global"].current(np.zeros(n, np.intp), [_GLOBAL_KEY]),
             }
         fine, coarse, glob = levels["fine"], levels["coarse"], levels["global"]
-        prior = self._filled(parsed, "memreq_gb")
-        global_stats = np.where(glob.count >= 1, glob.stats, prior)
-        coarse_stats = np.where(coarse.count >= self.min_history, coarse.stats, global_stats)
-        fine_ok = fine.count >= self.min_history
-        group_stats = np.where(fine_ok, fine.stats, coarse_stats)
-        source = np.select(
-            [fine_ok, coarse.count >= self.min_history, glob.count >= 1], [0.0, 1.0, 2.0], 3.0
-        )
-        hist = {name: group_stats[i] for name, i in GROUP_STATS.items()}
+        # Fallbacks in place on the rows that need them (few): global <- request, coarse <- global,
+        # group <- coarse (or global when the coarse group is short too).
+        no_history = np.flatnonzero(glob.count < 1)
+        if no_history.size:
+            prior = self._filled(parsed, "memreq_gb")[no_history]
+            for values in glob.stats:
+                values[no_history] = prior
+        coarse_short = coarse.count < self.min_history
+        fine_short = np.flatnonzero(fine.count < self.min_history)
+        from_global = fine_short[coarse_short[fine_short]]
+        from_coarse = fine_short[~coarse_short[fine_short]]
+        no_coarse = np.flatnonzero(coarse.count < 1)
+        for f, c, g in zip(fine.stats, coarse.stats, glob.stats, strict=True):
+            f[from_coarse] = c[from_coarse]
+            f[from_global] = g[from_global]
+            c[no_coarse] = g[no_coarse]
+        source = np.zeros(n)
+        source[from_coarse] = 1.0
+        source[from_global] = 2.0
+        source[no_history[fine.count[no_history] < self.min_history]] = 3.0
+        hist = {name: fine.stats[i] for name, i in GROUP_STATS.items()}
         hist["hist_grp_count"] = fine.count
         hist["hist_grp_source"] = source
-        hist.update({name: np.where(coarse.count >= 1, coarse.stats[i], global_stats[i])
-                     for name, i in COARSE_STATS.items()})
+        hist.update({name: coarse.stats[i] for name, i in COARSE_STATS.items()})
         hist["hist_coarse_count"] = coarse.count
-        hist.update({name: global_stats[i] for name, i in GLOBAL_STATS.items()})
+        hist.update({name: glob.stats[i] for name, i in GLOBAL_STATS.items()})
         return hist
 
     def _filled(self, parsed: _Parsed, name: str) -> np.ndarray:
@@ -463,4 +485,4 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
                 block = np.zeros((len(self.vocabularies_[name]), codes.size), dtype=np.float32)
                 block[codes, np.arange(codes.size)] = 1.0
                 arrays.extend(block)
-        return _frame(arrays, self._columns, index)
+        return _frame(arrays, self._columns, index, consolidate=self.encoding == "onehot")

@@ -477,3 +477,35 @@ def test_fit_on_read_csv_input(tmp_path, jobs):
 def test_clone_and_params_round_trip():
     pre = ModelPreprocessor(encoding="onehot", min_history=3, heavy_targets=("dist", "package"))
     assert clone(pre).get_params() == pre.get_params()
+
+
+def test_empty_frames(jobs, fitted):
+    assert fitted.transform(jobs.iloc[:0]).columns.tolist() == fitted.feature_names_
+    assert len(fitted.transform(without_target(jobs.iloc[:0]))) == 0
+    before = fitted.n_history_jobs_
+    assert pickle.loads(pickle.dumps(fitted)).observe(jobs.iloc[:0]).n_history_jobs_ == before
+    with pytest.raises(ValueError, match="empty"):
+        ModelPreprocessor().fit(jobs.iloc[:0])
+
+
+def test_gradient_boosting_libraries_take_the_output_natively(jobs):
+    lightgbm = pytest.importorskip("lightgbm")
+    xgboost = pytest.importorskip("xgboost")
+    pre = ModelPreprocessor()
+    X = pre.fit_transform(jobs.iloc[:1000])
+    y = jobs["max_rss_gb"].iloc[:1000]
+    lgb = lightgbm.LGBMRegressor(n_estimators=3, verbose=-1, random_state=0).fit(X, y)
+    xgb = xgboost.XGBRegressor(n_estimators=3, enable_categorical=True, tree_method="hist",
+                               random_state=0).fit(X, y)
+    new = pre.transform(without_target(jobs.iloc[1000:1100]).assign(component="brand-new"))
+    assert np.isfinite(lgb.predict(new)).all() and np.isfinite(xgb.predict(new)).all()
+
+
+def test_window_percentiles_match_numpy():
+    """The 95th percentiles come from the two largest peaks: check against numpy for 1..25 peaks."""
+    rng = np.random.default_rng(0)
+    peaks = rng.lognormal(2.0, 1.0, 25)
+    X = ModelPreprocessor().fit_transform(raw_frame(max_rss_gb=peaks))
+    for i in range(1, len(peaks)):
+        assert X["hist_grp_p95_5"].iloc[i] == pytest.approx(np.percentile(peaks[max(0, i - 5):i], 95))
+        assert X["hist_grp_p95_20"].iloc[i] == pytest.approx(np.percentile(peaks[max(0, i - 20):i], 95))

@@ -29,11 +29,13 @@ from resource_prediction.simulation import (
 from resource_prediction.simulation.animation import animation_for_artifacts, replay_animation
 from resource_prediction.synthetic import generate_telemetry
 
-#: trained_models/ layout of the test artifacts: file -> family trained into it.
+#: trained_models/ layout of the test artifacts: file -> (family, small parameters for speed).
 LAYOUT = {
-    "app/classification/xgboost_classification.pkl": "xgboost_classification",
-    "app/qe/qe_balanced.pkl": "qe_regression",
-    "lightgbm_regression.pkl": "lightgbm_regression",
+    "app/classification/xgboost_classification.pkl": (
+        "xgboost_classification", {"n_estimators": 30, "n_bins": 8}
+    ),
+    "app/qe/qe_balanced.pkl": ("qe_regression", {"hgb__max_iter": 30, "xgb__n_estimators": 30}),
+    "lightgbm_regression.pkl": ("lightgbm_regression", {"n_estimators": 60}),
 }
 BROKEN = "app/qe/qe_small_waste.pkl"
 CLASSIFICATION = "app/classification/xgboost_classification.pkl"
@@ -47,10 +49,10 @@ def make_artifacts(root: Path, n_jobs: int = 3000, seed: int = 0) -> Path:
     save_telemetry(df, root / "data" / "default_telemetry.csv")
     train, _ = time_split(df)
     models = root / "trained_models"
-    for rel, family in LAYOUT.items():
+    for rel, (family, params) in LAYOUT.items():
         path = models / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        DeployableModel.train(family, train, seed=seed).save(path)
+        DeployableModel.train(family, train, params=params, seed=seed).save(path)
     shutil.copyfile(models / LGBM, models / "champion.pkl")
     # A damaged artifact: a real file with bytes flipped in the middle.
     raw = bytearray((models / QE).read_bytes())
@@ -145,7 +147,7 @@ def test_a_job_never_sees_its_own_peak(holdout, loaded):
 
 
 def test_batch_size_does_not_change_allocations(holdout, loaded):
-    one = ReplaySimulation(holdout)
+    one = ReplaySimulation(holdout, threads=None)  # the libraries' own thread settings
     one.set_model("clf", fresh(loaded, CLASSIFICATION))
     for _ in range(25):
         one.step(1)
@@ -206,13 +208,24 @@ def test_reset_replays_the_same_allocations(holdout, loaded):
     np.testing.assert_allclose(sim.step(30).allocated_gb, first)
 
 
-def test_run_to_the_end_and_explain(holdout, loaded):
-    sim = ReplaySimulation(holdout.iloc[:40])
-    sim.set_model("clf", fresh(loaded, CLASSIFICATION))
-    result = sim.step(5, explain=True)
-    assert isinstance(result.explanation, dict) and result.explanation
-    sim.run()
-    assert sim.done and sim.position == 40 and sim.step().n_jobs == 0
+@pytest.mark.parametrize(
+    ("rel", "keys"),
+    [
+        (CLASSIFICATION, {"predicted_bin", "bin_lower_gb", "bin_upper_gb", "confidence"}),
+        (QE, {"alpha", "safety"}),
+    ],
+)
+def test_explained_steps_give_the_same_allocations(holdout, loaded, rel, keys):
+    plain = ReplaySimulation(holdout.iloc[:12])
+    plain.set_model("m", fresh(loaded, rel))
+    explained = ReplaySimulation(holdout.iloc[:12])
+    explained.set_model("m", fresh(loaded, rel))
+    for _ in range(4):
+        result = explained.step(3, explain=True)
+        assert keys <= set(result.explanation)
+        assert result.explanation["allocation_gb"] == result.allocated_gb[-1]
+    np.testing.assert_allclose(explained.history()["allocated_gb"], plain.run().allocated_gb)
+    assert explained.done and explained.step().n_jobs == 0
 
 
 def test_replay_rejects_bad_input(holdout, loaded):

@@ -125,10 +125,11 @@ def test_voila_app_steps_plays_and_switches(voila_url, artifacts, tmp_path):
             assert _text(page, ".rp-counters .rp-under") == f"{expected['under_pct']:.2f} %"
             assert "Last job" in _text(page, ".rp-model-panel")
             # The allocation trace of the live chart now has a point.
-            n_points = page.evaluate(
-                "document.querySelector('.rp-simulation .js-plotly-plot').data[1].x.length"
+            page.wait_for_function(
+                "(() => { const d = document.querySelector('.rp-simulation .js-plotly-plot').data;"
+                " return d && d.length === 4 && d[1].x && d[1].x.length === 1; })()",
+                timeout=30_000,
             )
-            assert n_points == 1
 
             # Play runs without blocking the kernel: the counters move, Pause stops them.
             page.click("button.rp-play")

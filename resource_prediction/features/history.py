@@ -9,8 +9,9 @@ The computation is vectorised: rows are sorted by group once (stable, so time or
 group); each group gets a block of ``LONG`` slots for its stored peaks followed by its new peaks; the
 window of a row is then the slice of that flat array that ends just before the row. Summaries of every
 such slice (newest, sum, largest and second largest of the last 5 and 20) come from ``LONG`` shifted
-views of the flat array (:class:`WindowPeaks`); the 95th percentiles follow from the two largest. The exponentially weighted mean is one ``lfilter`` pass over all peaks with the
-carry-over between groups subtracted in closed form.
+views of the flat array (:class:`WindowPeaks`); the 95th percentiles follow from the two largest.
+The exponentially weighted mean is one ``lfilter`` pass over all peaks with the carry-over between
+groups subtracted in closed form.
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ STAT_NAMES: tuple[str, ...] = ("prev", "p95_5", "mean_5", "max_20", "p95_20", "e
 QUANTILE = 0.95
 
 
-# With at most LONG <= 20 values the 95th percentile (linear interpolation) lies between the two largest,
-# so two running maxima replace a sort: for n >= 2 values, position q (n - 1) = (n - 2) + frac.
-assert all(np.floor(QUANTILE * (n - 1)) == n - 2 for n in range(2, LONG + 1))
+# With n <= LONG = 20 values the 95th percentile (linear interpolation) lies between the two largest
+# (position q (n - 1) = (n - 2) + frac for n >= 2), so two running maxima replace a sort.
 
 
 class WindowPeaks:
@@ -64,8 +64,10 @@ class WindowPeaks:
         self.long_max, self.long_second = first, second
         self.newest = seq[LONG - 1 :]
 
-    def stats(self, start: np.ndarray, n_avail: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
-        """Statistics of :data:`STAT_NAMES` (rows) for windows starting at ``start`` (columns).
+    def stats(
+        self, start: np.ndarray, n_avail: np.ndarray, num: np.ndarray, den: np.ndarray
+    ) -> list[np.ndarray]:
+        """Statistics of :data:`STAT_NAMES` (one array each) for windows starting at ``start``.
 
         Parameters
         ----------
@@ -76,19 +78,23 @@ class WindowPeaks:
         num, den : ndarray
             Numerator and denominator of the exponentially weighted mean.
         """
-        out = np.empty((len(STAT_NAMES), start.size))
         n_short = np.minimum(n_avail, SHORT)
         n_long = np.minimum(n_avail, LONG)
         long_max = self.long_max[start]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[0] = self.newest[start]
-            out[1] = _p95(self.short_max[start], self.short_second[start], n_short)
-            out[2] = self.short_sum[start] / n_short
-            out[3] = long_max
-            out[4] = _p95(long_max, self.long_second[start], n_long)
-            out[5] = num / den
-        out[:5, n_long == 0] = np.nan
-        out[5, den <= 0] = np.nan
+            out = [
+                self.newest[start],
+                _p95(self.short_max[start], self.short_second[start], n_short),
+                self.short_sum[start] / n_short,
+                long_max,
+                _p95(long_max, self.long_second[start], n_long),
+                num / den,
+            ]
+        empty = np.flatnonzero(n_long == 0)
+        if empty.size:
+            for values in out[:5]:
+                values[empty] = np.nan
+        out[5][den <= 0] = np.nan
         return out
 
 
@@ -99,12 +105,12 @@ def _p95(largest: np.ndarray, second: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 class HistoryFeatures:
-    """Per-row history of one grouping level: statistics (one row per :data:`STAT_NAMES`) and the
+    """Per-row history of one grouping level: statistics (one array per :data:`STAT_NAMES`) and the
     number of peaks the row's group had seen."""
 
     __slots__ = ("stats", "count")
 
-    def __init__(self, stats: np.ndarray, count: np.ndarray):
+    def __init__(self, stats: list[np.ndarray], count: np.ndarray):
         self.stats = stats
         self.count = count
 
@@ -153,11 +159,13 @@ class GroupHistory:
         """What jobs of groups ``keys[codes]`` see now, from the stored history only."""
         sidx = self.lookup(keys)[codes]
         known = sidx >= 0
-        stats = np.full((len(STAT_NAMES), codes.size), np.nan)
-        count = np.zeros(codes.size)
-        stats[:, known] = self.next_stats[sidx[known]].T
-        count[known] = self.count[sidx[known]]
-        return HistoryFeatures(stats, count)
+        if self.n_groups == 0:
+            return HistoryFeatures([np.full(codes.size, np.nan) for _ in STAT_NAMES], np.zeros(codes.size))
+        safe = np.where(known, sidx, 0)
+        count = np.where(known, self.count[safe], 0).astype(np.float64)
+        table = self.next_stats[safe]
+        table[~known] = np.nan
+        return HistoryFeatures(list(table.T.copy()), count)
 
     def replay(
         self,
@@ -185,6 +193,8 @@ class GroupHistory:
             sorted the rows by time.
         """
         n, n_keys = codes.size, len(keys)
+        if n == 0:
+            return HistoryFeatures(np.empty((len(STAT_NAMES), 0)), np.empty(0))
         sidx = self.lookup(keys)
         known = sidx >= 0
         safe = np.where(known, sidx, 0)
@@ -202,7 +212,7 @@ class GroupHistory:
         row_start = np.zeros(n_keys, dtype=np.int64)
         np.cumsum(np.bincount(g, minlength=n_keys)[:-1], out=row_start[1:])
         cum_valid = np.cumsum(valid) - valid  # valid rows before each sorted row
-        valid_start = cum_valid[row_start] if n else np.zeros(n_keys, np.int64)
+        valid_start = cum_valid[row_start]
         c = cum_valid - valid_start[g]  # valid rows of the same group before the row
 
         # Flat layout: per group LONG slots of stored peaks, then its new peaks in time order.
@@ -239,8 +249,9 @@ class GroupHistory:
         num, den = level(g, c)
         stats = peaks_at.stats(start, np.minimum(avail0[g] + c, LONG), num, den)
         dest = perm if out_index is None else out_index[perm]
-        out = HistoryFeatures(np.empty_like(stats), np.empty(n))
-        out.stats[:, dest] = stats
+        out = HistoryFeatures([np.empty(n) for _ in stats], np.empty(n))
+        for o, values in zip(out.stats, stats, strict=True):
+            o[dest] = values
         out.count[dest] = count0[g] + c
 
         if commit:
@@ -250,7 +261,7 @@ class GroupHistory:
             new_num, new_den = level(gi, n_valid)
             new_stats = peaks_at.stats(end, np.minimum(new_count, LONG), new_num, new_den)
             new_last = seq[end[:, None] + np.arange(LONG)]
-            self._store(keys, sidx, new_last, new_count, new_num, new_den, new_stats.T)
+            self._store(keys, sidx, new_last, new_count, new_num, new_den, np.column_stack(new_stats))
         return out
 
     def _store(self, keys, sidx, last, count, num, den, stats) -> None:

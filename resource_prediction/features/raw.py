@@ -8,7 +8,6 @@ job costs microseconds. Nothing here is fitted: vocabularies, fill values and hi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -35,7 +34,6 @@ NS_PER_DAY = 24 * NS_PER_HOUR
 #: Sort key of a missing time: after every real job.
 NAT_SORT_KEY = np.iinfo(np.int64).max
 
-_DIGITS = re.compile(r"\d+")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Temporal features, in the order :func:`temporal_features` returns them.
 TEMPORAL_NAMES: tuple[str, ...] = ("year", "month", "day_of_week", "hour", "week_of_year")
@@ -219,7 +217,9 @@ def split_branch(branch: str) -> tuple[str, float]:
     ('main', nan)
     """
     prefix = branch.rstrip("0123456789_")
-    groups = _DIGITS.findall(branch[len(prefix):])
+    groups = [g for g in branch[len(prefix):].split("_") if g]  # the suffix is digits and "_"
+    if len(groups) == 1:
+        return prefix or UNKNOWN, float(groups[0])
     number = sum(int(g) / 1000.0**i for i, g in enumerate(groups)) if groups else np.nan
     return prefix or UNKNOWN, float(number)
 

@@ -79,6 +79,14 @@ def _is_categorical_like(dtype) -> bool:
     return not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))
 
 
+def _column_arrays(X: pd.DataFrame) -> list:
+    """The frame's column arrays without building a Series per column (the single-job hot path)."""
+    getter = getattr(X, "_get_column_array", None)  # pandas internal, much cheaper than iloc
+    if getter is None:  # pragma: no cover - other pandas versions
+        return [X.iloc[:, j].array for j in range(X.shape[1])]
+    return [getter(j) for j in range(X.shape[1])]
+
+
 class BasePredictor(RegressorMixin, BaseEstimator, ABC):
     """Abstract memory predictor: ``predict(X)`` returns the GB to allocate to each job.
 
@@ -144,21 +152,22 @@ class BasePredictor(RegressorMixin, BaseEstimator, ABC):
     def _frame_to_array(self, X: pd.DataFrame) -> np.ndarray:
         out = np.empty(X.shape, dtype=np.float64)
         categories = self.categories_
-        for j, (_, column) in enumerate(X.items()):
+        for j, values in enumerate(_column_arrays(X)):
             cats = categories.get(j)
             if cats is None:
-                out[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+                out[:, j] = (
+                    values if isinstance(values, np.ndarray)
+                    else values.to_numpy(dtype=np.float64, na_value=np.nan)
+                )
                 continue
-            dtype = column.dtype
-            if isinstance(dtype, pd.CategoricalDtype) and (
-                dtype.categories is cats or dtype.categories.equals(cats)
+            if isinstance(values, pd.Categorical) and (
+                values.categories is cats or values.categories.equals(cats)
             ):
-                codes = column.cat.codes.to_numpy()
+                codes = values.codes
             else:
-                codes = pd.Categorical(column, categories=cats).codes
-            col = codes.astype(np.float64)
-            col[codes < 0] = np.nan
-            out[:, j] = col
+                codes = pd.Categorical(values, categories=cats).codes
+            out[:, j] = codes
+            out[codes < 0, j] = np.nan
         return out
 
     def _category_counts(self) -> np.ndarray:

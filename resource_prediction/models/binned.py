@@ -7,6 +7,10 @@ on ``log(peak)``, so ``uniform`` bins are geometric in GB); degenerate bins are 
 
 Allocation rule
 ---------------
+* the predicted bin is the most probable one (``decision="argmax"``, the default) or the one whose
+  upper edge minimises the expected business cost under the predicted bin probabilities
+  (``decision="expected_cost"``: ``unit_cost x P(peak above the edge) + E[(edge - peak)+]``, with
+  ``unit_cost = penalty x mean training peak`` and each bin's peaks at their training mean);
 * the allocation is the upper edge of the predicted bin;
 * a job whose top class probability is below ``confidence_threshold`` is moved up one bin;
 * the top bin's upper edge is the largest training peak times ``top_margin`` (never infinite);
@@ -27,12 +31,14 @@ import pandas as pd
 from sklearn.preprocessing import KBinsDiscretizer
 from sklearn.utils.validation import check_is_fitted
 
+from resource_prediction.allocation import unit_failure_cost
 from resource_prediction.models.adapters import fit_with_categoricals, predict_proba_fast
 from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
 
-__all__ = ["STRATEGIES", "BinnedClassifier", "binned_search_space", "learn_bins"]
+__all__ = ["DECISIONS", "STRATEGIES", "BinnedClassifier", "binned_search_space", "learn_bins"]
 
 STRATEGIES = ("uniform", "quantile", "kmeans")
+DECISIONS = ("argmax", "expected_cost")
 
 
 def learn_bins(
@@ -79,7 +85,9 @@ class BinnedClassifier(BasePredictor):
     Common parameters (every subclass has them): ``n_bins`` (requested bins, 3-15),
     ``strategy`` (``"uniform"``, ``"quantile"``, ``"kmeans"``), ``confidence_threshold``
     (move up one bin below this top probability), ``top_margin`` (top edge = largest training
-    peak times this), ``log_scale`` (bin ``log(peak)``), ``random_state``.
+    peak times this), ``log_scale`` (bin ``log(peak)``), ``decision`` (``"argmax"`` or
+    ``"expected_cost"``), ``penalty`` (the business score's, for ``expected_cost``),
+    ``random_state``.
 
     Attributes
     ----------
@@ -89,6 +97,10 @@ class BinnedClassifier(BasePredictor):
         Bins kept after dropping degenerate ones.
     seen_bins_ : ndarray of int
         Bins that hold at least one training job (the classifier's classes).
+    bin_means_ : ndarray of shape (n_bins_,)
+        Mean training peak per bin (the middle of the bin when it is empty).
+    unit_cost_ : float
+        ``penalty x mean training peak`` (GB).
     classifier_ : estimator or None
         The fitted classifier (None when all training jobs fall in one bin).
     """
@@ -106,11 +118,20 @@ class BinnedClassifier(BasePredictor):
             raise ValueError(f"confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
         if self.top_margin < 1.0:
             raise ValueError(f"top_margin must be >= 1, got {self.top_margin}")
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}, got {self.decision!r}")
+        if self.penalty <= 0:
+            raise ValueError(f"penalty must be positive, got {self.penalty}")
         self.bin_edges_, codes = learn_bins(
             y, self.n_bins, self.strategy, self.top_margin, self.log_scale, self.random_state
         )
         self.n_bins_ = self.bin_edges_.size - 1
         self.seen_bins_ = np.unique(codes)
+        sums = np.bincount(codes, weights=y, minlength=self.n_bins_)
+        counts = np.bincount(codes, minlength=self.n_bins_)
+        middles = 0.5 * (self.bin_edges_[:-1] + self.bin_edges_[1:])
+        self.bin_means_ = np.where(counts > 0, sums / np.maximum(counts, 1), middles)
+        self.unit_cost_ = unit_failure_cost(self.mean_peak_gb_, self.penalty)
         if self.seen_bins_.size < 2:
             self.classifier_ = None
             return self
@@ -132,14 +153,22 @@ class BinnedClassifier(BasePredictor):
     def _decide(self, Xa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicted bin, its probability, and the allocated bin (after the move-up rule)."""
         proba = self._proba(Xa)
-        predicted = proba.argmax(axis=1)
-        confidence = proba[np.arange(proba.shape[0]), predicted]
+        predicted = _DECIDE[self.decision](self, proba)
+        confidence = proba.max(axis=1)
         moved = confidence < self.confidence_threshold
         allocated = np.minimum(predicted + moved, self.n_bins_ - 1)
         return predicted, confidence, allocated
 
     def _predict(self, Xa: np.ndarray) -> np.ndarray:
         return self.bin_edges_[self._decide(Xa)[2] + 1]
+
+    def _expected_cost_bin(self, proba: np.ndarray) -> np.ndarray:
+        """Bin whose upper edge minimises ``unit_cost P(Y > edge) + E[(edge - Y)+]``."""
+        cum = np.cumsum(proba, axis=1)
+        partial = np.cumsum(proba * self.bin_means_, axis=1)
+        upper = self.bin_edges_[1:]
+        cost = self.unit_cost_ * (1.0 - cum) + cum * upper - partial
+        return cost.argmin(axis=1)
 
     def predict_proba(self, X) -> np.ndarray:
         """Probability of each of the ``n_bins_`` bins, shape ``(n_jobs, n_bins_)``."""
@@ -153,7 +182,7 @@ class BinnedClassifier(BasePredictor):
         return allocated if apply_confidence_rule else predicted
 
     def explain(self, X) -> pd.DataFrame:
-        """Per job: allocation, most probable bin and its probability, allocated bin and edges."""
+        """Per job: allocation, predicted bin, top probability, allocated bin and its edges."""
         check_is_fitted(self)
         predicted, confidence, allocated = self._decide(self._validate_X(X, reset=False))
         return pd.DataFrame(
@@ -169,12 +198,20 @@ class BinnedClassifier(BasePredictor):
         )
 
 
+#: How each ``decision`` picks the predicted bin from the bin probabilities.
+_DECIDE = {
+    "argmax": lambda model, proba: proba.argmax(axis=1),
+    "expected_cost": BinnedClassifier._expected_cost_bin,
+}
+
+
 def binned_search_space(trial) -> dict:
     """The binning part shared by every binned classifier's search space."""
     return {
         **suggest_preprocessor_params(trial),
         "n_bins": trial.suggest_int("n_bins", 3, 15),
         "strategy": trial.suggest_categorical("strategy", list(STRATEGIES)),
-        "confidence_threshold": trial.suggest_float("confidence_threshold", 0.3, 0.9),
+        "confidence_threshold": trial.suggest_float("confidence_threshold", 0.0, 0.9),
         "top_margin": trial.suggest_float("top_margin", 1.0, 1.5),
+        "decision": trial.suggest_categorical("decision", list(DECISIONS)),
     }

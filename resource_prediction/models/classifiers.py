@@ -1,8 +1,9 @@
 """The binned classifiers: one small class per classifier library, binning shared.
 
-Every class takes the binning parameters of :class:`~resource_prediction.models.binned.
+Every class takes the binning and decision parameters of :class:`~resource_prediction.models.binned.
 BinnedClassifier` (``n_bins``, ``strategy``, ``confidence_threshold``, ``top_margin``,
-``log_scale``, ``random_state``) followed by its classifier's own parameters.
+``log_scale``, ``decision``, ``penalty``, ``random_state``) followed by its classifier's own
+parameters.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from xgboost import XGBClassifier
 
+from resource_prediction.metrics import DEFAULT_PENALTY
 from resource_prediction.models.binned import BinnedClassifier, binned_search_space
 
 __all__ = [
@@ -36,8 +38,9 @@ class XGBoostBinnedClassifier(BinnedClassifier):
 
     Parameters
     ----------
-    n_bins, strategy, confidence_threshold, top_margin, log_scale, random_state :
-        Binning (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
+    n_bins, strategy, confidence_threshold, top_margin, log_scale, decision, penalty, \
+random_state :
+        Binning and decision (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
     n_estimators, learning_rate, max_depth, min_child_weight, subsample, colsample_bytree :
         See :class:`xgboost.XGBClassifier`.
     n_jobs : int
@@ -45,11 +48,13 @@ class XGBoostBinnedClassifier(BinnedClassifier):
 
     def __init__(
         self,
-        n_bins: int = 8,
-        strategy: str = "quantile",
+        n_bins: int = 15,
+        strategy: str = "kmeans",
         confidence_threshold: float = 0.5,
         top_margin: float = 1.2,
         log_scale: bool = True,
+        decision: str = "argmax",
+        penalty: float = DEFAULT_PENALTY,
         n_estimators: int = 150,
         learning_rate: float = 0.1,
         max_depth: int = 6,
@@ -64,6 +69,8 @@ class XGBoostBinnedClassifier(BinnedClassifier):
         self.confidence_threshold = confidence_threshold
         self.top_margin = top_margin
         self.log_scale = log_scale
+        self.decision = decision
+        self.penalty = penalty
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -91,8 +98,9 @@ class LightGBMBinnedClassifier(BinnedClassifier):
 
     Parameters
     ----------
-    n_bins, strategy, confidence_threshold, top_margin, log_scale, random_state :
-        Binning (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
+    n_bins, strategy, confidence_threshold, top_margin, log_scale, decision, penalty, \
+random_state :
+        Binning and decision (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
     n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree :
         See :class:`lightgbm.LGBMClassifier`.
     n_jobs : int
@@ -100,11 +108,13 @@ class LightGBMBinnedClassifier(BinnedClassifier):
 
     def __init__(
         self,
-        n_bins: int = 8,
-        strategy: str = "quantile",
+        n_bins: int = 15,
+        strategy: str = "kmeans",
         confidence_threshold: float = 0.5,
         top_margin: float = 1.2,
         log_scale: bool = True,
+        decision: str = "argmax",
+        penalty: float = DEFAULT_PENALTY,
         n_estimators: int = 150,
         learning_rate: float = 0.05,
         num_leaves: int = 31,
@@ -119,6 +129,8 @@ class LightGBMBinnedClassifier(BinnedClassifier):
         self.confidence_threshold = confidence_threshold
         self.top_margin = top_margin
         self.log_scale = log_scale
+        self.decision = decision
+        self.penalty = penalty
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -148,8 +160,9 @@ class RandomForestBinnedClassifier(BinnedClassifier):
 
     Parameters
     ----------
-    n_bins, strategy, confidence_threshold, top_margin, log_scale, random_state :
-        Binning (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
+    n_bins, strategy, confidence_threshold, top_margin, log_scale, decision, penalty, \
+random_state :
+        Binning and decision (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
     n_estimators, max_depth, min_samples_leaf, max_features :
         See :class:`sklearn.ensemble.RandomForestClassifier`.
     n_jobs : int
@@ -157,11 +170,13 @@ class RandomForestBinnedClassifier(BinnedClassifier):
 
     def __init__(
         self,
-        n_bins: int = 8,
-        strategy: str = "quantile",
+        n_bins: int = 15,
+        strategy: str = "kmeans",
         confidence_threshold: float = 0.5,
         top_margin: float = 1.2,
         log_scale: bool = True,
+        decision: str = "argmax",
+        penalty: float = DEFAULT_PENALTY,
         n_estimators: int = 100,
         max_depth: int | None = None,
         min_samples_leaf: int = 5,
@@ -174,6 +189,8 @@ class RandomForestBinnedClassifier(BinnedClassifier):
         self.confidence_threshold = confidence_threshold
         self.top_margin = top_margin
         self.log_scale = log_scale
+        self.decision = decision
+        self.penalty = penalty
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
@@ -202,24 +219,32 @@ class LogisticBinnedClassifier(BinnedClassifier):
 
     Parameters
     ----------
-    n_bins, strategy, confidence_threshold, top_margin, log_scale, random_state :
-        Binning (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
+    n_bins, strategy, confidence_threshold, top_margin, log_scale, decision, penalty, \
+random_state :
+        Binning and decision (see :class:`~resource_prediction.models.binned.BinnedClassifier`).
     C : float
         Inverse regularisation strength.
     max_iter : int
     max_categories : int
         Most frequent categories kept per categorical column (the rest grouped).
+
+    Attributes
+    ----------
+    n_iter_ : int
+        Iterations of the logistic regression's solver.
     """
 
     preferred_encoding = "onehot"
 
     def __init__(
         self,
-        n_bins: int = 8,
-        strategy: str = "quantile",
+        n_bins: int = 15,
+        strategy: str = "kmeans",
         confidence_threshold: float = 0.5,
         top_margin: float = 1.2,
         log_scale: bool = True,
+        decision: str = "argmax",
+        penalty: float = DEFAULT_PENALTY,
         C: float = 1.0,
         max_iter: int = 500,
         max_categories: int = 50,
@@ -230,10 +255,20 @@ class LogisticBinnedClassifier(BinnedClassifier):
         self.confidence_threshold = confidence_threshold
         self.top_margin = top_margin
         self.log_scale = log_scale
+        self.decision = decision
+        self.penalty = penalty
         self.C = C
         self.max_iter = max_iter
         self.max_categories = max_categories
         self.random_state = random_state
+
+    def fit(self, X, y):
+        """Learn the bins, then the logistic regression; ``n_iter_`` is its solver's iterations."""
+        super().fit(X, y)
+        self.n_iter_ = (
+            int(np.max(self.classifier_[-1].n_iter_)) if self.classifier_ is not None else 0
+        )
+        return self
 
     def _make_classifier(self):
         mask = self.categorical_mask_

@@ -115,9 +115,11 @@ from sklearn.ensemble import GradientBoostingRegressor
         """Set parameters, members' ones as ``<name>__<param>``; unknown keys raise."""
         if "members" in params:
             self.members = params.pop("members")
-        if params and not isinstance(self.members, list):
+        if self.members is DEFAULT_MEMBERS and any(
+            key.split("__")[0] in dict(DEFAULT_MEMBERS) for key in params
+        ):
             # Copy before changing a member so the shared defaults are never modified.
-            self.members = [(name, clone(est)) for name, est in self.members]
+            self.members = [(name, clone(est)) for name, est in DEFAULT_MEMBERS]
         self._set_params("members", **params)
         return self
 

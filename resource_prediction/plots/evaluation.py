@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from resource_prediction.metrics import ALLOCATION_CATEGORIES
 
@@ -31,6 +32,7 @@ __all__ = [
     "pareto_chart",
     "predicted_vs_actual_chart",
     "write_figure",
+    "write_figures",
 ]
 
 log = logging.getLogger(__name__)
@@ -194,21 +196,32 @@ def write_figure(fig: go.Figure, stem: str | Path, png: bool = True) -> list[Pat
     The PNG needs kaleido and a Chromium; when the export fails a warning is logged and only the
     HTML is written.
     """
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    html = stem.with_suffix(".html")
-    fig.write_html(html, include_plotlyjs=True)
-    written = [html]
-    if png:
-        _ensure_browser_path()
-        target = stem.with_suffix(".png")
-        try:
-            fig.write_image(target, width=1100, height=fig.layout.height or 600, scale=1)
-            written.append(target)
-        except Exception as exc:  # kaleido or Chromium missing or broken: keep the HTML
-            log.warning(
-                "PNG export of %s failed (%s: %s); wrote the HTML only. Install Chromium "
-                "(make browser) or set BROWSER_PATH to a Chrome/Chromium binary.",
-                target, type(exc).__name__, exc,
-            )
+    return write_figures({Path(stem): fig}, png=png)
+
+
+def write_figures(figures: dict[str | Path, go.Figure], png: bool = True) -> list[Path]:
+    """:func:`write_figure` for several figures (one Chromium start for all the PNGs)."""
+    written, stems = [], []
+    for stem, fig in figures.items():
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        fig.write_html(stem.with_suffix(".html"), include_plotlyjs=True)
+        written.append(stem.with_suffix(".html"))
+        stems.append(stem)
+    if not (png and stems):
+        return written
+    _ensure_browser_path()
+    targets = [stem.with_suffix(".png") for stem in stems]
+    figs = list(figures.values())
+    try:
+        pio.write_images(
+            figs, targets, width=1100, height=[int(f.layout.height or 600) for f in figs], scale=1
+        )
+        written += targets
+    except Exception as exc:  # kaleido or Chromium missing or broken: keep the HTML
+        log.warning(
+            "PNG export of %s failed (%s: %s); wrote the HTML only. Install Chromium "
+            "(make browser) or set BROWSER_PATH to a Chrome/Chromium binary.",
+            ", ".join(map(str, targets)), type(exc).__name__, exc,
+        )
     return written

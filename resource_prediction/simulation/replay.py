@@ -14,13 +14,16 @@ controls.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import ThreadpoolController
 
 from resource_prediction.data import BYTES_PER_GB, MB_PER_GB, load_telemetry, time_split
 from resource_prediction.metrics import DEFAULT_PENALTY, allocation_metrics
@@ -77,6 +80,12 @@ class _TrackedModel:
     working: Any
     observed: int = 0
     info: dict = field(default_factory=dict)
+
+
+@functools.cache
+def _thread_controller() -> ThreadpoolController:
+    """The native thread pools of the loaded libraries (found once: finding them costs ms)."""
+    return ThreadpoolController()
 
 
 def load_simulation_jobs(
@@ -137,6 +146,9 @@ class ReplaySimulation:
         :func:`load_simulation_jobs`. Sorted by time here (stable).
     penalty : float
         Penalty of the business score.
+    threads : int or None
+        Threads of the native libraries (OpenMP, BLAS) during a step: a single job is predicted
+        fastest on one thread (no thread wake-ups); None leaves the libraries' settings.
 
     Attributes
     ----------
@@ -153,7 +165,9 @@ class ReplaySimulation:
     >>> sim.metrics()["business_score"]                      # doctest: +SKIP
     """
 
-    def __init__(self, jobs: pd.DataFrame, penalty: float = DEFAULT_PENALTY) -> None:
+    def __init__(
+        self, jobs: pd.DataFrame, penalty: float = DEFAULT_PENALTY, threads: int | None = 1
+    ) -> None:
         if not isinstance(jobs, pd.DataFrame) or jobs.empty:
             raise ValueError("the replay needs a non-empty DataFrame of raw telemetry jobs")
         if "time" not in jobs.columns:
@@ -166,6 +180,7 @@ class ReplaySimulation:
             raise ValueError("every job to replay needs a positive peak (max_rss)")
         self.jobs = jobs
         self.penalty = float(penalty)
+        self.threads = threads
         hidden = [c for c in jobs.columns if c in OUTCOME_COLUMNS or str(c).startswith("truth_")]
         #: What a scheduler knows before the job runs.
         self._inputs = jobs.drop(columns=hidden)
@@ -256,8 +271,9 @@ class ReplaySimulation:
     def step(self, n: int = 1, *, explain: bool = False) -> StepResult:
         """Replay the next ``n`` jobs (fewer at the end): predict each, then observe it.
 
-        With ``explain``, the model's :meth:`explain` of the step's last job (computed before it is
-        observed) is returned in :attr:`StepResult.explanation`.
+        With ``explain``, the model's ``explain`` of the step's last job (computed before it is
+        observed, instead of ``predict`` when it gives ``allocation_gb``) is returned in
+        :attr:`StepResult.explanation`.
         """
         if self.model_name is None:
             raise RuntimeError("no model selected: call set_model first")
@@ -271,18 +287,29 @@ class ReplaySimulation:
         start = self.position
         stop = min(start + n, self.n_jobs)
         explanation = None
-        for i in range(start, stop):
-            row = self._inputs.iloc[i : i + 1]
-            alloc = np.asarray(model.predict(row), dtype=np.float64).ravel()
-            if alloc.size != 1 or not np.isfinite(alloc[0]):
-                raise ValueError(f"{self.model_name}: predict returned {alloc!r} for job {i}")
-            if explain and i == stop - 1:
-                explanation = self._explain(model, row)
-            self._alloc[i] = alloc[0]
-            self._model_index[i] = code
-            model.observe(self.jobs.iloc[i : i + 1])
-            self.position = i + 1
-            tracked.observed = self.position
+        limit = (
+            contextlib.nullcontext() if self.threads is None
+            else _thread_controller().limit(limits=self.threads)
+        )
+        with limit:
+            for i in range(start, stop):
+                row = self._inputs.iloc[i : i + 1]
+                if explain and i == stop - 1:
+                    # explain gives the allocation with the display information: one call, not two.
+                    explanation = self._explain(model, row)
+                    alloc = np.asarray(
+                        [explanation["allocation_gb"]] if "allocation_gb" in explanation
+                        else model.predict(row), dtype=np.float64,
+                    ).ravel()
+                else:
+                    alloc = np.asarray(model.predict(row), dtype=np.float64).ravel()
+                if alloc.size != 1 or not np.isfinite(alloc[0]):
+                    raise ValueError(f"{self.model_name}: predict returned {alloc!r} for job {i}")
+                self._alloc[i] = alloc[0]
+                self._model_index[i] = code
+                model.observe(self.jobs.iloc[i : i + 1])
+                self.position = i + 1
+                tracked.observed = self.position
         return StepResult(
             start=start,
             stop=stop,
@@ -299,16 +326,17 @@ class ReplaySimulation:
         return self.step(max(1, remaining if n is None else min(n, remaining)))
 
     @staticmethod
-    def _explain(model: Any, row: pd.DataFrame) -> dict | None:
+    def _explain(model: Any, row: pd.DataFrame) -> dict:
+        """The model's ``explain`` of one row as a dict (empty when the model has none)."""
         explain = getattr(model, "explain", None)
         if explain is None:
-            return None
+            return {}
         out = explain(row)
         if isinstance(out, pd.DataFrame):
-            return out.iloc[0].to_dict() if len(out) else None
+            return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.iloc[0].items()}
         if isinstance(out, list | tuple):
-            return dict(out[0]) if out else None
-        return dict(out) if out is not None else None
+            return dict(out[0]) if out else {}
+        return dict(out) if out is not None else {}
 
     # ------------------------------------------------------------------ counters
     def metrics(self) -> dict[str, float | int]:

@@ -196,22 +196,26 @@ class SimulationApp:
         self.widget.add_class("rp-simulation")
 
     def _make_figure(self) -> go.FigureWidget:
-        fig = go.FigureWidget()
-        fig.add_scatter(name=TRACE_NAMES[0], mode="lines", line=dict(color=COLORS["request"], dash="dot", shape="hv"))
-        fig.add_scatter(name=TRACE_NAMES[1], mode="lines", line=dict(color=COLORS["allocation"], width=2, shape="hv"))
-        fig.add_scatter(name=TRACE_NAMES[2], mode="markers", marker=dict(color=COLORS["peak"], size=5))
-        fig.add_scatter(
-            name=TRACE_NAMES[3], mode="markers",
-            marker=dict(color=COLORS["under"], size=11, symbol="x-thin", line=dict(width=2, color=COLORS["under"])),
-        )
-        fig.update_layout(
+        # Traces and layout go into the constructor: the widget's initial state carries them
+        # (traces added to a FigureWidget before it is displayed do not reach the browser).
+        traces = [
+            go.Scatter(name=TRACE_NAMES[0], mode="lines",
+                       line=dict(color=COLORS["request"], dash="dot", shape="hv")),
+            go.Scatter(name=TRACE_NAMES[1], mode="lines",
+                       line=dict(color=COLORS["allocation"], width=2, shape="hv")),
+            go.Scatter(name=TRACE_NAMES[2], mode="markers", marker=dict(color=COLORS["peak"], size=5)),
+            go.Scatter(name=TRACE_NAMES[3], mode="markers",
+                       marker=dict(color=COLORS["under"], size=11, symbol="x-thin",
+                                   line=dict(width=2, color=COLORS["under"]))),
+        ]
+        layout = go.Layout(
             height=420, margin=dict(l=60, r=20, t=40, b=40), template="plotly_white",
             title=dict(text=f"Last {self.window} jobs", font=dict(size=14)),
             xaxis_title="job time (UTC)", yaxis_title="memory (GB)",
             legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
         )
         self._reset_window()
-        return fig
+        return go.FigureWidget(data=traces, layout=layout)
 
     def _reset_window(self) -> None:
         self._win = {k: deque(maxlen=self.window) for k in ("time", "alloc", "peak", "request")}

@@ -147,7 +147,7 @@ def sweep_quantile_ensemble(
 
     inner, val = time_split(train_raw, val_fraction)
     encoding = getattr(family.estimator_class, "preferred_encoding", "category")
-    pre = ModelPreprocessor(encoding=encoding, **pre_params)
+    pre = ModelPreprocessor(**{"encoding": encoding, **pre_params})
     X_inner = pre.fit_transform(inner)
     X_val = pre.transform(val)  # causal replay: validation jobs see earlier validation peaks
     y_inner = inner["max_rss_gb"].to_numpy(dtype=float)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -57,6 +56,8 @@ from threadpoolctl import threadpool_limits
 
 from resource_prediction.config import families as registry_families
 from resource_prediction.config import get_family, split_params
+from resource_prediction.deployable import data_fingerprint
+from resource_prediction.features.raw import target_gb
 from resource_prediction.metrics import DEFAULT_PENALTY, business_score
 from resource_prediction.paths import ArtifactPaths
 from resource_prediction.preprocessing import ModelPreprocessor
@@ -131,6 +132,9 @@ class FoldCache:
     def __init__(self, train_raw: pd.DataFrame, n_folds: int = DEFAULT_FOLDS):
         self.train_raw = train_raw.sort_values("time", kind="stable").reset_index(drop=True)
         self.n_folds = n_folds
+        self.y = target_gb(self.train_raw)
+        if self.y is None or not np.all(np.isfinite(self.y)):
+            raise ValueError("every training job needs a positive peak (max_rss_gb or max_rss)")
         self.splits = time_series_folds(len(self.train_raw), n_folds)
         self._folds: dict[tuple, list[Fold]] = {}
         self._locks: dict[tuple, threading.Lock] = {}
@@ -156,11 +160,10 @@ class FoldCache:
 
     def _build(self, encoding: str, pre_params: dict) -> list[Fold]:
         start = time.perf_counter()
-        y_all = self.train_raw["max_rss_gb"].to_numpy(dtype=float) if "max_rss_gb" in self.train_raw \
-            else self.train_raw["max_rss"].to_numpy(dtype=float) / 1024**3
+        y_all = self.y
         out = []
         for train_idx, val_idx in self.splits:
-            pre = ModelPreprocessor(encoding=encoding, **pre_params)
+            pre = ModelPreprocessor(**{"encoding": encoding, **pre_params})
             tr, va = self.train_raw.iloc[train_idx], self.train_raw.iloc[val_idx]
             # The validation part keeps its target: transform replays it causally.
             out.append(Fold(pre.fit_transform(tr), y_all[train_idx], pre.transform(va), y_all[val_idx]))
@@ -313,9 +316,10 @@ class HyperparameterSearcher:
         Optuna's progress bar.
     study_prefix : str
         Study names are ``<study_prefix>/<family>``.
-    threads_per_trial : int, optional
-        OpenMP/BLAS threads a trial may use (default: CPUs // ``n_jobs``); keeps parallel trials
-        from oversubscribing the cores.
+    threads_per_trial : int
+        OpenMP/BLAS threads a trial may use. The default 1 is the fastest on a busy machine
+        (OpenMP models such as scikit-learn's histogram boosting slow down by an order of magnitude
+        when their threads compete for cores); use ``n_jobs`` for parallelism.
     """
 
     def __init__(
@@ -334,7 +338,7 @@ class HyperparameterSearcher:
         n_startup_trials: int = 5,
         show_progress_bar: bool = True,
         study_prefix: str = STUDY_PREFIX,
-        threads_per_trial: int | None = None,
+        threads_per_trial: int = 1,
     ):
         if task_type is not None and task_type not in SEARCH_TASK_TYPES:
             raise ValueError(f"task_type must be one of {SEARCH_TASK_TYPES} or None, got {task_type!r}")
@@ -359,7 +363,7 @@ class HyperparameterSearcher:
         self.n_startup_trials = n_startup_trials
         self.show_progress_bar = show_progress_bar
         self.study_prefix = study_prefix
-        self.threads_per_trial = threads_per_trial or max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+        self.threads_per_trial = threads_per_trial
         self.cache = FoldCache(train_raw, n_folds)
         self.fingerprint = _fingerprint(self.cache.train_raw)
 
@@ -501,6 +505,5 @@ def _jsonable(params: dict) -> dict:
 
 
 def _fingerprint(df: pd.DataFrame) -> str:
-    """A short identity of the training data (rows, time span, total peak)."""
-    peak = df["max_rss_gb"] if "max_rss_gb" in df else df["max_rss"] / 1024**3
-    return f"{len(df)} jobs {df['time'].min()} .. {df['time'].max()} sum {float(peak.sum()):.1f} GB"
+    """A short identity of the training data: rows and the start of its SHA-256."""
+    return f"{len(df)} jobs, sha256 {data_fingerprint(df)[:16]}"

@@ -24,8 +24,10 @@ RDB storages run with a heartbeat: trials of a killed process stop beating and a
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
+from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -95,12 +97,14 @@ def open_storage(storage: str | BaseStorage | None, paths: ArtifactPaths | None 
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         # Wait for a lock rather than fail at once when threads or processes write together.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    return RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=HEARTBEAT_INTERVAL_S,
-        grace_period=2 * HEARTBEAT_INTERVAL_S,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: stable in practice
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=2 * HEARTBEAT_INTERVAL_S,
+        )
 
 
 def describe_storage(storage: str | None, paths: ArtifactPaths | None = None) -> str:

@@ -1,0 +1,421 @@
+"""Holdout evaluation: refit every family's best parameters, score them, pick champions, export.
+
+:class:`Trainer` splits the telemetry by time (the latest ``test_fraction`` is the holdout), and for
+each family refits the best trial of its study on the whole training part
+(:meth:`DeployableModel.train <resource_prediction.deployable.DeployableModel.train>`; families
+without a finished study, such as the baselines, use their default parameters), then predicts the
+holdout with causal replay (each holdout job sees the peaks of the holdout jobs before it, as a
+scheduler would) and measures the business score, its bootstrap 95 % interval, under- and
+over-allocation, wasted GB, allocation categories and prediction time per job. The oracle (when the
+data carries its truth columns) is a row of the same table.
+
+Champions are the lowest holdout business scores among real model families, per task type and
+overall. Files written (layout of :class:`~resource_prediction.paths.ArtifactPaths`):
+
+* ``trained_models/<family>.pkl`` for every family, ``trained_models/champion.pkl``;
+* ``trained_models/app/qe/qe_{balanced,tiny_under_alloc,small_waste}.pkl`` (see
+  :mod:`~resource_prediction.training.pareto`) and ``trained_models/app/classification/<family>.pkl``
+  (the best classifier);
+* ``reports/holdout_results.{csv,json}``, ``reports/holdout_predictions.parquet``,
+  ``reports/search_summary.csv``, ``reports/pareto.csv``, ``reports/champions.json``;
+* with ``evaluate_all_archs``: ``reports/holdout_comparison.{html,png}`` and
+  ``reports/allocation_categories.{html,png}`` (and ``reports/pareto_frontier.{html,png}``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from resource_prediction.config import MODEL_FAMILIES, ModelFamily, get_family
+from resource_prediction.config import families as registry_families
+from resource_prediction.data import time_split
+from resource_prediction.deployable import DeployableModel, data_fingerprint
+from resource_prediction.features.raw import target_gb
+from resource_prediction.metrics import (
+    ALLOCATION_CATEGORIES,
+    DEFAULT_PENALTY,
+    allocation_metrics,
+    bootstrap_business_score,
+)
+from resource_prediction.paths import ArtifactPaths
+from resource_prediction.synthetic import has_truth, oracle_allocation
+from resource_prediction.training.pareto import VARIANTS, choose_variants, sweep_quantile_ensemble
+from resource_prediction.training.search import SEARCH_TASK_TYPES, best_params, search_summary
+from resource_prediction.training.storage import STUDY_PREFIX, open_storage
+
+__all__ = ["EvaluationResult", "Trainer", "is_quantile_ensemble"]
+
+log = logging.getLogger(__name__)
+
+ORACLE = "oracle"
+CATEGORY_COLUMNS = [f"{label} %" for label, _, _ in ALLOCATION_CATEGORIES]
+RESULT_COLUMNS = [
+    "family", "task_type", "business_score", "ci_low", "ci_high", "under_pct", "total_over_pct",
+    "mean_gb_wasted", *CATEGORY_COLUMNS, "predict_ms_per_job", "fit_seconds", "n_jobs",
+    "param_source", "cv_score", "params", "error",
+]
+
+
+def is_quantile_ensemble(family: ModelFamily) -> bool:
+    """Whether the family's model has ``alpha`` and ``safety`` (the Pareto sweep applies)."""
+    return {"alpha", "safety"} <= set(family.estimator_class().get_params(deep=False))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+@dataclass
+class EvaluationResult:
+    """What :meth:`Trainer.run` produced (frames as written to ``reports/``)."""
+
+    holdout: pd.DataFrame
+    predictions: pd.DataFrame
+    champions: dict[str, str]
+    pareto: pd.DataFrame | None
+    search_summary: pd.DataFrame
+    models: dict[str, DeployableModel] = field(repr=False)
+    files: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Refit, evaluate on the time holdout, choose champions and write the artifacts.
+
+    Parameters
+    ----------
+    raw_df : DataFrame
+        All telemetry (with the target); split by time here.
+    paths : ArtifactPaths, optional
+        Where models and reports go (default ``artifacts/``).
+    storage : str or optuna storage, optional
+        Where the studies are (default the SQLite file of ``paths``).
+    penalty : float
+        The business score's penalty.
+    seed : int
+        Seed of the models and of the bootstrap.
+    test_fraction : float
+        Share of the latest jobs held out.
+    n_boot : int
+        Bootstrap resamples of the business score's interval.
+    threads : int
+        OpenMP/BLAS threads of the fits (1 keeps a shared machine responsive).
+    pareto_val_fraction : float
+        Latest share of the training part that scores the quantile ensemble's variants.
+    study_prefix : str
+        Study names are ``<study_prefix>/<family>``.
+    """
+
+    def __init__(
+        self,
+        raw_df: pd.DataFrame,
+        paths: ArtifactPaths | None = None,
+        storage=None,
+        penalty: float = DEFAULT_PENALTY,
+        seed: int = 0,
+        test_fraction: float = 0.10,
+        n_boot: int = 1000,
+        threads: int = 1,
+        pareto_val_fraction: float = 0.15,
+        study_prefix: str = STUDY_PREFIX,
+    ):
+        self.paths = paths or ArtifactPaths()
+        self.storage = open_storage(storage, self.paths)
+        self.penalty = penalty
+        self.seed = seed
+        self.test_fraction = test_fraction
+        self.n_boot = n_boot
+        self.threads = threads
+        self.pareto_val_fraction = pareto_val_fraction
+        self.study_prefix = study_prefix
+        self.train_raw, self.holdout_raw = time_split(raw_df, test_fraction)
+        self.y_holdout = target_gb(self.holdout_raw)
+        if self.y_holdout is None or not np.all(np.isfinite(self.y_holdout)):
+            raise ValueError("every holdout job needs a positive peak (max_rss_gb or max_rss)")
+
+    # ------------------------------------------------------------------ selection
+    @staticmethod
+    def select_families(
+        families: list[str] | None = None,
+        task_type: str | None = None,
+        evaluate_all_archs: bool = False,
+    ) -> list[str]:
+        """Families to evaluate: the named ones (every family of ``task_type`` when none are named
+        or with ``evaluate_all_archs``), then every baseline."""
+        if task_type is not None and task_type not in SEARCH_TASK_TYPES:
+            raise ValueError(f"task_type must be one of {SEARCH_TASK_TYPES} or None, got {task_type!r}")
+        types = [task_type] if task_type else list(SEARCH_TASK_TYPES)
+        if families and not evaluate_all_archs:
+            chosen = [get_family(name).name for name in families]
+        else:
+            chosen = [name for t in types for name in registry_families(t)]
+        baselines = [name for name in registry_families("baseline") if name not in chosen]
+        return chosen + baselines
+
+    def params_for(self, family: str) -> tuple[dict | None, str, float | None]:
+        """``(params, source, cv_score)``: the study's best, or ``(None, "defaults", None)``."""
+        params, cv = best_params(family, self.storage, self.paths, self.study_prefix)
+        return (params, "study", cv) if params is not None else (None, "defaults", None)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, alloc: np.ndarray) -> dict:
+        """Holdout metrics of an allocation, with the bootstrap interval of the business score."""
+        m = allocation_metrics(alloc, self.y_holdout, self.penalty)
+        m["ci_low"], m["ci_high"] = bootstrap_business_score(
+            alloc, self.y_holdout, self.penalty, n_boot=self.n_boot, seed=self.seed
+        )
+        return m
+
+    def _row(self, family: str, task_type: str, m: dict, **extra) -> dict:
+        row = {"family": family, "task_type": task_type}
+        row.update({k: m.get(k, np.nan) for k in RESULT_COLUMNS if k not in ("family", "task_type")})
+        row.update(extra)
+        return row
+
+    def evaluate_family(self, family: str) -> tuple[dict, DeployableModel | None, np.ndarray | None]:
+        """Refit one family on the training part and score it on the holdout.
+
+        A family that cannot be fitted or predicted gives a row with its ``error`` and no model.
+        """
+        fam = get_family(family)
+        params, source, cv = self.params_for(family)
+        extra = {"param_source": source, "cv_score": cv,
+                 "params": json.dumps(params or {}, sort_keys=True, default=str), "error": ""}
+        try:
+            start = time.perf_counter()
+            model = DeployableModel.train(fam, self.train_raw, params, penalty=self.penalty, seed=self.seed)
+            fit_s = time.perf_counter() - start
+            start = time.perf_counter()
+            alloc = np.asarray(model.predict(self.holdout_raw), dtype=float)
+            predict_ms = 1000.0 * (time.perf_counter() - start) / len(self.holdout_raw)
+            m = self.score(alloc)
+        except Exception as exc:
+            log.exception("%s: evaluation failed", family)
+            extra["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            return self._row(family, fam.task_type, {}, **extra), None, None
+        m.update(predict_ms_per_job=predict_ms, fit_seconds=fit_s)
+        model.set_holdout_metrics(m)
+        model.metadata.update(param_source=source, cv_score=cv)
+        log.info("%s: holdout business score %.1f [%.1f, %.1f], under %.2f %%, over %.1f %% (%s params)",
+                 family, m["business_score"], m["ci_low"], m["ci_high"], m["under_pct"],
+                 m["total_over_pct"], source)
+        return self._row(family, fam.task_type, m, **extra), model, alloc
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        families: list[str] | None = None,
+        task_type: str | None = None,
+        evaluate_all_archs: bool = False,
+        write: bool = True,
+        pareto: bool = True,
+    ) -> EvaluationResult:
+        """Evaluate the selected families (see :meth:`select_families`), pick champions, export
+        the Pareto variants and the best classifier, and (``write``) save models and reports."""
+        start = time.perf_counter()
+        names = self.select_families(families, task_type, evaluate_all_archs)
+        log.info("evaluating %d families on %d training / %d holdout jobs (penalty %g)",
+                 len(names), len(self.train_raw), len(self.holdout_raw), self.penalty)
+        rows, models, preds = [], {}, {}
+        with threadpool_limits(limits=self.threads):
+            for name in names:
+                row, model, alloc = self.evaluate_family(name)
+                rows.append(row)
+                if model is not None:
+                    models[name], preds[name] = model, alloc
+            if has_truth(self.holdout_raw):
+                alloc = oracle_allocation(self.holdout_raw, self.penalty)
+                rows.append(self._row(ORACLE, ORACLE, self.score(alloc), param_source="truth",
+                                      params="{}", error=""))
+                preds[ORACLE] = alloc
+            holdout = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+            holdout = holdout.sort_values("business_score", kind="stable", na_position="last")
+            holdout = holdout.reset_index(drop=True)
+            champions = self.champions(holdout)
+            pareto_points = self.pareto(holdout, models) if pareto else None
+        predictions = self._predictions_frame(preds)
+        summary = search_summary(list(MODEL_FAMILIES), self.storage, self.paths, self.study_prefix)
+        result = EvaluationResult(holdout, predictions, champions, pareto_points, summary, models)
+        if write:
+            result.files = self.write(result, evaluate_all_archs)
+        result.seconds = time.perf_counter() - start
+        log.info("evaluation done in %.0f s; champions: %s", result.seconds, champions)
+        return result
+
+    @staticmethod
+    def champions(holdout: pd.DataFrame) -> dict[str, str]:
+        """Lowest holdout business score per task type and ``overall`` (real model families only)."""
+        real = holdout[holdout["task_type"].isin(SEARCH_TASK_TYPES) & holdout["business_score"].notna()]
+        out = {}
+        for task, part in real.groupby("task_type"):
+            out[str(task)] = str(part.loc[part["business_score"].idxmin(), "family"])
+        if not real.empty:
+            out["overall"] = str(real.loc[real["business_score"].idxmin(), "family"])
+        return out
+
+    def _predictions_frame(self, preds: dict[str, np.ndarray]) -> pd.DataFrame:
+        base = pd.DataFrame({
+            "time": self.holdout_raw["time"].to_numpy(),
+            "component": self.holdout_raw["component"].astype("str").to_numpy(),
+            "actual_gb": self.y_holdout,
+        })
+        frames = [base.assign(family=name, allocated_gb=alloc) for name, alloc in preds.items()]
+        if not frames:
+            return base.assign(family=pd.Series(dtype="str"), allocated_gb=np.nan).iloc[:0]
+        return pd.concat(frames, ignore_index=True)[["family", "time", "component", "actual_gb", "allocated_gb"]]
+
+    # ------------------------------------------------------------------ pareto
+    def pareto(self, holdout: pd.DataFrame, models: dict[str, DeployableModel]) -> pd.DataFrame | None:
+        """Sweep the best quantile-ensemble family, keep the frontier, build the three variants.
+
+        The variants are refitted on the whole training part and scored on the holdout; they are
+        kept in ``self.variants`` (saved by :meth:`write`).
+        """
+        self.variants: dict[str, DeployableModel] = {}
+        qe = [n for n in holdout["family"] if n in models and is_quantile_ensemble(get_family(n))]
+        if not qe:
+            log.info("no quantile-ensemble family evaluated: no Pareto sweep")
+            return None
+        name = qe[0]  # the table is sorted by holdout score
+        fam = get_family(name)
+        params, _, _ = self.params_for(name)
+        start = time.perf_counter()
+        points = sweep_quantile_ensemble(
+            fam, self.train_raw, params, penalty=self.penalty, seed=self.seed,
+            val_fraction=self.pareto_val_fraction,
+        )
+        chosen = choose_variants(points)
+        points.insert(0, "family", name)
+        points["variant"] = ""
+        for col in ("holdout_under_pct", "holdout_total_over_pct", "holdout_business_score"):
+            points[col] = np.nan
+        by_alpha: dict[float, DeployableModel] = {}
+        for variant in VARIANTS:
+            idx = chosen[variant]
+            alpha, safety = float(points.at[idx, "alpha"]), float(points.at[idx, "safety"])
+            points.at[idx, "variant"] = (
+                variant if not points.at[idx, "variant"] else f"{points.at[idx, 'variant']},{variant}"
+            )
+            if alpha not in by_alpha:
+                by_alpha[alpha] = DeployableModel.train(
+                    fam, self.train_raw, {**(params or {}), "alpha": alpha, "safety": 1.0},
+                    penalty=self.penalty, seed=self.seed,
+                )
+            model = copy.deepcopy(by_alpha[alpha])
+            model.model.set_params(safety=safety)
+            model.metadata["params"] = {**model.metadata["params"], "alpha": alpha, "safety": safety}
+            model.metadata["estimator_params"]["safety"] = safety
+            t0 = time.perf_counter()
+            alloc = model.predict(self.holdout_raw)
+            m = self.score(alloc)
+            m["predict_ms_per_job"] = 1000.0 * (time.perf_counter() - t0) / len(self.holdout_raw)
+            model.set_holdout_metrics(m)
+            model.metadata["variant"] = variant
+            model.metadata["validation_metrics"] = {
+                k: float(points.at[idx, k]) for k in ("under_pct", "total_over_pct", "business_score")
+            }
+            points.loc[idx, ["holdout_under_pct", "holdout_total_over_pct", "holdout_business_score"]] = [
+                m["under_pct"], m["total_over_pct"], m["business_score"]
+            ]
+            self.variants[variant] = model
+            log.info("%s: alpha %.4f safety %.3f; holdout under %.2f %%, over %.1f %%, score %.1f",
+                     variant, alpha, safety, m["under_pct"], m["total_over_pct"], m["business_score"])
+        self._check_variant_order()
+        log.info("Pareto sweep of %s: %d points, %d on the frontier, in %.0f s", name, len(points),
+                 int(points["on_frontier"].sum()), time.perf_counter() - start)
+        return points
+
+    def _check_variant_order(self) -> None:
+        m = {v: self.variants[v].holdout_metrics for v in VARIANTS}
+        unders = [m[v]["under_pct"] for v in VARIANTS]
+        overs = [m[v]["total_over_pct"] for v in VARIANTS]
+        if unders != sorted(unders) or overs != sorted(overs, reverse=True):
+            log.warning("on the holdout the QE variants do not order as on the validation slice: "
+                        "under %s, over %s (tiny_under, balanced, small_waste)", unders, overs)
+
+    # ------------------------------------------------------------------ writing
+    def provenance(self) -> dict:
+        """Data, code and settings of this evaluation."""
+        return {
+            "created_at": datetime.now(UTC).isoformat(),
+            "git_commit": _git_commit(),
+            "data_sha256": data_fingerprint(pd.concat([self.train_raw, self.holdout_raw])),
+            "n_train": len(self.train_raw),
+            "n_holdout": len(self.holdout_raw),
+            "holdout_start": str(self.holdout_raw["time"].min()),
+            "test_fraction": self.test_fraction,
+            "penalty": self.penalty,
+            "seed": self.seed,
+            "n_boot": self.n_boot,
+        }
+
+    def write(self, result: EvaluationResult, charts: bool = False) -> list[Path]:
+        """Save models and reports (see the module docstring); return the files written."""
+        paths = self.paths.ensure()
+        files: list[Path] = []
+        for name, model in result.models.items():
+            files.append(model.save(paths.models / f"{name}.pkl"))
+        overall = result.champions.get("overall")
+        if overall:
+            champion = copy.deepcopy(result.models[overall])
+            champion.metadata["champion"] = {k: v for k, v in result.champions.items()}
+            files.append(champion.save(paths.models / "champion.pkl"))
+        app = paths.models / "app"
+        for variant, model in getattr(self, "variants", {}).items():
+            files.append(model.save(app / "qe" / f"{variant}.pkl"))
+        best_clf = result.champions.get("classification")
+        if best_clf:
+            files.append(result.models[best_clf].save(app / "classification" / f"{best_clf}.pkl"))
+
+        reports = paths.reports
+        holdout_csv = reports / "holdout_results.csv"
+        result.holdout.to_csv(holdout_csv, index=False)
+        holdout_json = reports / "holdout_results.json"
+        holdout_json.write_text(result.holdout.to_json(orient="records", indent=2))
+        predictions = reports / "holdout_predictions.parquet"
+        result.predictions.to_parquet(predictions, index=False)
+        summary = reports / "search_summary.csv"
+        result.search_summary.to_csv(summary, index=False)
+        champions = reports / "champions.json"
+        champions.write_text(json.dumps(
+            {"champions": result.champions, "provenance": self.provenance()}, indent=2, default=str
+        ))
+        files += [holdout_csv, holdout_json, predictions, summary, champions]
+        if result.pareto is not None:
+            pareto_csv = reports / "pareto.csv"
+            result.pareto.to_csv(pareto_csv, index=False)
+            files.append(pareto_csv)
+        if charts:
+            from resource_prediction.plots.evaluation import (
+                allocation_category_chart,
+                comparison_chart,
+                pareto_chart,
+                write_figures,
+            )
+
+            figures = {
+                reports / "holdout_comparison": comparison_chart(result.holdout),
+                reports / "allocation_categories": allocation_category_chart(result.holdout),
+            }
+            if result.pareto is not None:
+                figures[reports / "pareto_frontier"] = pareto_chart(result.pareto)
+            files += write_figures(figures)
+        return files
