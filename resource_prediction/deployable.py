@@ -40,7 +40,7 @@ import pandas as pd
 import resource_prediction
 from resource_prediction.config import ModelFamily, get_family, split_params
 from resource_prediction.data import RAW_COLUMNS
-from resource_prediction.features.raw import NAT_SORT_KEY, target_gb, time_to_ns
+from resource_prediction.features.raw import NAT_SORT_KEY, column, target_gb, time_to_ns
 from resource_prediction.metrics import DEFAULT_PENALTY, allocation_metrics
 from resource_prediction.preprocessing import ModelPreprocessor
 
@@ -64,7 +64,7 @@ class ArtifactError(ValueError):
 
 
 def _time_ns(raw_df: pd.DataFrame) -> np.ndarray:
-    return time_to_ns(raw_df["time"])
+    return time_to_ns(column(raw_df, "time"))
 
 
 def _iso(ns: int) -> str:

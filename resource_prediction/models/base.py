@@ -14,6 +14,7 @@ ending in ``_``) whose ``predict(X)`` returns allocations in GB.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from typing import ClassVar
 
 import numpy as np
@@ -28,6 +29,7 @@ from sklearn.utils.validation import (
     column_or_1d,
     validate_data,
 )
+from threadpoolctl import threadpool_limits
 
 from resource_prediction.metrics import DEFAULT_PENALTY, business_score
 
@@ -36,6 +38,7 @@ __all__ = [
     "BasePredictor",
     "business_loss",
     "business_scorer",
+    "limit_threads",
     "suggest_preprocessor_params",
 ]
 
@@ -70,6 +73,15 @@ def business_scorer(penalty: float = DEFAULT_PENALTY):
     True
     """
     return make_scorer(business_loss, greater_is_better=False, penalty=penalty)
+
+
+def limit_threads(n_jobs: int | None) -> AbstractContextManager:
+    """Cap the OpenMP/BLAS thread pools at ``n_jobs`` (no cap for None or <= 0).
+
+    scikit-learn's histogram boosting and BLAS otherwise start a thread per core, which on a
+    shared machine makes a fit ten times slower than with one thread.
+    """
+    return threadpool_limits(limits=int(n_jobs)) if n_jobs and n_jobs > 0 else nullcontext()
 
 
 def _is_categorical_like(dtype) -> bool:
@@ -165,7 +177,7 @@ class BasePredictor(RegressorMixin, BaseEstimator, ABC):
             ):
                 codes = values.codes
             else:
-                codes = pd.Categorical(values, categories=cats).codes
+                codes = cats.get_indexer(np.asarray(values, dtype=object))  # unseen: -1
             out[:, j] = codes
             out[codes < 0, j] = np.nan
         return out

@@ -33,7 +33,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from resource_prediction.allocation import unit_failure_cost
 from resource_prediction.models.adapters import fit_with_categoricals, predict_proba_fast
-from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
+from resource_prediction.models.base import (
+    BasePredictor,
+    limit_threads,
+    suggest_preprocessor_params,
+)
 
 __all__ = ["DECISIONS", "STRATEGIES", "BinnedClassifier", "binned_search_space", "learn_bins"]
 
@@ -99,8 +103,7 @@ class BinnedClassifier(BasePredictor):
         Bins that hold at least one training job (the classifier's classes).
     bin_means_ : ndarray of shape (n_bins_,)
         Mean training peak per bin (the middle of the bin when it is empty).
-    unit_cost_ : float
-        ``penalty x mean training peak`` (GB).
+
     classifier_ : estimator or None
         The fitted classifier (None when all training jobs fall in one bin).
     """
@@ -122,6 +125,10 @@ class BinnedClassifier(BasePredictor):
             raise ValueError(f"decision must be one of {DECISIONS}, got {self.decision!r}")
         if self.penalty <= 0:
             raise ValueError(f"penalty must be positive, got {self.penalty}")
+        with limit_threads(getattr(self, "n_jobs", None)):  # k-means and BLAS pools
+            return self._fit_bins_and_classifier(Xa, y)
+
+    def _fit_bins_and_classifier(self, Xa: np.ndarray, y: np.ndarray):
         self.bin_edges_, codes = learn_bins(
             y, self.n_bins, self.strategy, self.top_margin, self.log_scale, self.random_state
         )
@@ -131,7 +138,6 @@ class BinnedClassifier(BasePredictor):
         counts = np.bincount(codes, minlength=self.n_bins_)
         middles = 0.5 * (self.bin_edges_[:-1] + self.bin_edges_[1:])
         self.bin_means_ = np.where(counts > 0, sums / np.maximum(counts, 1), middles)
-        self.unit_cost_ = unit_failure_cost(self.mean_peak_gb_, self.penalty)
         if self.seen_bins_.size < 2:
             self.classifier_ = None
             return self
@@ -167,7 +173,8 @@ class BinnedClassifier(BasePredictor):
         cum = np.cumsum(proba, axis=1)
         partial = np.cumsum(proba * self.bin_means_, axis=1)
         upper = self.bin_edges_[1:]
-        cost = self.unit_cost_ * (1.0 - cum) + cum * upper - partial
+        unit_cost = unit_failure_cost(self.mean_peak_gb_, self.penalty)  # read at predict time
+        cost = unit_cost * (1.0 - cum) + cum * upper - partial
         return cost.argmin(axis=1)
 
     def predict_proba(self, X) -> np.ndarray:

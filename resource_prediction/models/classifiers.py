@@ -227,6 +227,8 @@ random_state :
     max_iter : int
     max_categories : int
         Most frequent categories kept per categorical column (the rest grouped).
+    n_jobs : int or None
+        Cap of the BLAS/OpenMP thread pools while fitting (None: no cap).
 
     Attributes
     ----------
@@ -246,9 +248,10 @@ random_state :
         decision: str = "argmax",
         penalty: float = DEFAULT_PENALTY,
         C: float = 1.0,
-        max_iter: int = 500,
+        max_iter: int = 300,
         max_categories: int = 50,
         random_state: int = 0,
+        n_jobs: int | None = 1,
     ):
         self.n_bins = n_bins
         self.strategy = strategy
@@ -261,6 +264,7 @@ random_state :
         self.max_iter = max_iter
         self.max_categories = max_categories
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def fit(self, X, y):
         """Learn the bins, then the logistic regression; ``n_iter_`` is its solver's iterations."""

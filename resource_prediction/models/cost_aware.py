@@ -75,8 +75,6 @@ class CostAwareRegressor(BasePredictor):
     residual_quantiles_ : ndarray of shape (n_support,)
         Quantiles of the standardised out-of-fold residuals at ``levels_``.
     levels_, weights_ : ndarray of shape (n_support,)
-    unit_cost_ : float
-        ``penalty x mean training peak`` (GB).
     scale_floor_ : float
         Smallest scale predicted.
     """
@@ -143,8 +141,6 @@ class CostAwareRegressor(BasePredictor):
     def fit(self, X, y):
         """Cross-fit location and scale, keep the residual quantiles, fit the final models."""
         Xa, y = self._validate_fit(X, y)
-        if self.penalty <= 0:
-            raise ValueError(f"penalty must be positive, got {self.penalty}")
         if self.calibration <= 0:
             raise ValueError(f"calibration must be positive, got {self.calibration}")
         if int(self.n_folds) < 2:
@@ -164,10 +160,20 @@ class CostAwareRegressor(BasePredictor):
         self.scale_floor_ = floor
         self.levels_, self.weights_ = tail_levels(int(self.n_support))
         self.residual_quantiles_ = np.quantile(standardised, self.levels_)
-        self.unit_cost_ = unit_failure_cost(self.mean_peak_gb_, self.penalty)
         return self
 
+    def unit_cost(self) -> float:
+        """Price of a failure in GB: ``penalty x mean training peak``.
+
+        Read at prediction time, so ``set_params(penalty=...)`` on a fitted model re-prices the
+        allocations without refitting (the distributions do not depend on the penalty).
+        """
+        check_is_fitted(self)
+        return unit_failure_cost(self.mean_peak_gb_, self.penalty)
+
     def _location_scale(self, Xa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.penalty <= 0:
+            raise ValueError(f"penalty must be positive, got {self.penalty}")
         mu = predict_fast(self.location_model_, Xa)
         scale = np.maximum(predict_fast(self.scale_model_, Xa), self.scale_floor_)
         return mu, scale * self.calibration
@@ -175,11 +181,11 @@ class CostAwareRegressor(BasePredictor):
     def _predict(self, Xa: np.ndarray) -> np.ndarray:
         mu, scale = self._location_scale(Xa)
         out = np.empty(mu.size)
-        q = self.residual_quantiles_
+        q, unit_cost = self.residual_quantiles_, self.unit_cost()
         for start in range(0, mu.size, _CHUNK):
             sl = slice(start, start + _CHUNK)
             samples = np.exp(mu[sl, None] + scale[sl, None] * q[None, :])
-            out[sl] = optimal_allocation_from_samples(samples, self.unit_cost_, self.weights_)
+            out[sl] = optimal_allocation_from_samples(samples, unit_cost, self.weights_)
         return out
 
     def explain(self, X) -> pd.DataFrame:

@@ -18,7 +18,11 @@ from sklearn.utils.validation import check_is_fitted
 from xgboost import XGBRegressor
 
 from resource_prediction.models.adapters import fit_with_categoricals, predict_fast, with_quantile
-from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
+from resource_prediction.models.base import (
+    BasePredictor,
+    limit_threads,
+    suggest_preprocessor_params,
+)
 
 __all__ = ["DEFAULT_MEMBERS", "QuantileEnsembleRegressor", "search_space"]
 
@@ -71,6 +75,9 @@ class QuantileEnsembleRegressor(_BaseComposition, BasePredictor):
         job weighing alike instead of the largest jobs dominating the loss).
     random_state : int or None
         When set, given to every member that has a ``random_state``.
+    n_jobs : int or None
+        Threads while fitting: given to members that have ``n_jobs`` and used as the cap of the
+        OpenMP/BLAS pools (None: no cap, members keep their own setting).
 
     Attributes
     ----------
@@ -100,12 +107,14 @@ from sklearn.ensemble import GradientBoostingRegressor
         safety: float = 1.0,
         log_target: bool = True,
         random_state: int | None = None,
+        n_jobs: int | None = 1,
     ):
         self.members = members
         self.alpha = alpha
         self.safety = safety
         self.log_target = log_target
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def get_params(self, deep: bool = True):
         """Parameters, with members' ones as ``<name>__<param>`` when ``deep``."""
@@ -137,11 +146,13 @@ from sklearn.ensemble import GradientBoostingRegressor
         target = np.log(y) if self.log_target else y
         mask, counts = self.categorical_mask_, self._category_counts()
         self.estimators_ = []
-        for _, member in self.members:
-            est = with_quantile(member, self.alpha)
-            if self.random_state is not None and "random_state" in est.get_params(deep=False):
-                est.set_params(random_state=self.random_state)
-            self.estimators_.append(fit_with_categoricals(est, Xa, target, mask, counts))
+        shared = {"random_state": self.random_state, "n_jobs": self.n_jobs}
+        with limit_threads(self.n_jobs):
+            for _, member in self.members:
+                est = with_quantile(member, self.alpha)
+                accepted = est.get_params(deep=False)
+                est.set_params(**{k: v for k, v in shared.items() if v is not None and k in accepted})
+                self.estimators_.append(fit_with_categoricals(est, Xa, target, mask, counts))
         self.named_estimators_ = Bunch(**dict(zip(names, self.estimators_, strict=True)))
         return self
 

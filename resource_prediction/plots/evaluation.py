@@ -211,6 +211,8 @@ def write_figures(figures: dict[str | Path, go.Figure], png: bool = True) -> lis
     if not (png and stems):
         return written
     _ensure_browser_path()
+    for name in ("kaleido", "choreographer"):  # their INFO lines are per browser tab
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
     targets = [stem.with_suffix(".png") for stem in stems]
     figs = list(figures.values())
     try:

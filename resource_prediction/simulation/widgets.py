@@ -47,6 +47,8 @@ COLORS = {
     "under": "#d62728",
 }
 TRACE_NAMES = ("Configured request", "Model allocation", "Actual peak", "Under-allocated")
+#: Metadata shown first in the model panel (the rest follows in the model's order).
+INFO_FIRST = ("family", "task_type", "params", "holdout_metrics", "training", "penalty", "created_at")
 
 
 def _fmt(value: Any) -> str:
@@ -67,11 +69,28 @@ def _fmt(value: Any) -> str:
 
 def _table(rows: dict, css: str) -> str:
     cells = "".join(
-        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
-        f"<td>{html.escape(_fmt(v))}</td></tr>"
+        f"<tr><th style='text-align:left;padding-right:1em;vertical-align:top'>{html.escape(str(k))}</th>"
+        f"<td style='word-break:break-word'>{html.escape(_fmt(v))}</td></tr>"
         for k, v in rows.items()
     )
-    return f"<table class='{css}'>{cells}</table>"
+    return f"<table class='{css}' style='table-layout:fixed;width:100%'>{cells}</table>"
+
+
+def explanation_headline(explanation: dict) -> str:
+    """One line on what the model based its last allocation on (classification, quantile ensemble)."""
+    e = explanation
+    if "predicted_bin" in e and "bin_upper_gb" in e:
+        moved = " (moved up one bin: low confidence)" if e.get("moved_up") else ""
+        return (
+            f"Predicted bin {e['predicted_bin']}, allocated bin {e.get('bin', e['predicted_bin'])}: "
+            f"{e.get('bin_lower_gb', float('nan')):,.1f} to {e['bin_upper_gb']:,.1f} GB, "
+            f"confidence {e.get('confidence', float('nan')):.2f}{moved}"
+        )
+    if "alpha" in e and "safety" in e:
+        return f"Quantile level alpha = {e['alpha']:.3f}, safety factor {e['safety']:.2f}"
+    if "alpha" in e:
+        return f"Quantile level alpha = {e['alpha']:.3f}"
+    return ""
 
 
 class SimulationApp:
@@ -211,7 +230,7 @@ class SimulationApp:
         layout = go.Layout(
             height=420, margin=dict(l=60, r=20, t=40, b=40), template="plotly_white",
             title=dict(text=f"Last {self.window} jobs", font=dict(size=14)),
-            xaxis_title="job time (UTC)", yaxis_title="memory (GB)",
+            xaxis=dict(title="job time (UTC)", type="date"), yaxis_title="memory (GB)",
             legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
         )
         self._reset_window()
@@ -296,6 +315,9 @@ class SimulationApp:
             parts.append(f"<small>{html.escape(str(entry.path))}</small>")
         if self.last_explanation:
             parts.append("<h4 style='margin:8px 0 2px'>Last job</h4>")
+            headline = explanation_headline(self.last_explanation)
+            if headline:
+                parts.append(f"<p class='rp-headline' style='margin:2px 0'>{html.escape(headline)}</p>")
             parts.append(_table(self.last_explanation, "rp-explanation"))
         if self.model_info:
             parts.append("<h4 style='margin:8px 0 2px'>Model metadata</h4>")
@@ -355,8 +377,9 @@ class SimulationApp:
                 model = load_entry(entry)
                 if self.sim is not None:
                     model = self.sim.set_model(key, model)
-            info = model.get_model_info() if hasattr(model, "get_model_info") else {}
-            self.model_info = dict(info)
+            info = dict(model.get_model_info()) if hasattr(model, "get_model_info") else {}
+            first = {k: info[k] for k in INFO_FIRST if k in info}
+            self.model_info = first | {k: v for k, v in info.items() if k not in first}
         except Exception as exc:  # a broken artifact is shown, the app goes on
             self.model_info = {}
             if self.sim is not None:
@@ -460,7 +483,9 @@ class SimulationApp:
         win["alloc"].extend(result.allocated_gb)
         win["peak"].extend(result.peak_gb)
         win["request"].extend(result.request_gb)
+        # Milliseconds since the epoch: what a plotly date axis reads, and cheap to send.
         t = np.fromiter(win["time"], dtype="datetime64[ns]", count=len(win["time"]))
+        t = t.astype("datetime64[ms]").astype(np.int64)
         alloc = np.fromiter(win["alloc"], dtype=float, count=len(win["alloc"]))
         peak = np.fromiter(win["peak"], dtype=float, count=len(win["peak"]))
         request = np.fromiter(win["request"], dtype=float, count=len(win["request"]))

@@ -120,6 +120,8 @@ class Trainer:
         OpenMP/BLAS threads of the fits (1 keeps a shared machine responsive).
     pareto_val_fraction : float
         Latest share of the training part that scores the quantile ensemble's variants.
+    pareto_n_alphas : int
+        Quantile levels of the Pareto sweep (one model fit each).
     study_prefix : str
         Study names are ``<study_prefix>/<family>``.
     """
@@ -135,6 +137,7 @@ class Trainer:
         n_boot: int = 1000,
         threads: int = 1,
         pareto_val_fraction: float = 0.15,
+        pareto_n_alphas: int = 5,
         study_prefix: str = STUDY_PREFIX,
     ):
         self.paths = paths or ArtifactPaths()
@@ -145,6 +148,7 @@ class Trainer:
         self.n_boot = n_boot
         self.threads = threads
         self.pareto_val_fraction = pareto_val_fraction
+        self.pareto_n_alphas = pareto_n_alphas
         self.study_prefix = study_prefix
         self.train_raw, self.holdout_raw = time_split(raw_df, test_fraction)
         self.y_holdout = target_gb(self.holdout_raw)
@@ -227,9 +231,13 @@ class Trainer:
         evaluate_all_archs: bool = False,
         write: bool = True,
         pareto: bool = True,
+        charts: bool | None = None,
     ) -> EvaluationResult:
         """Evaluate the selected families (see :meth:`select_families`), pick champions, export
-        the Pareto variants and the best classifier, and (``write``) save models and reports."""
+        the Pareto variants and the best classifier, and (``write``) save models and reports.
+
+        ``charts`` (default: ``evaluate_all_archs``) also writes the comparison charts.
+        """
         start = time.perf_counter()
         names = self.select_families(families, task_type, evaluate_all_archs)
         log.info("evaluating %d families on %d training / %d holdout jobs (penalty %g)",
@@ -255,7 +263,7 @@ class Trainer:
         summary = search_summary(list(MODEL_FAMILIES), self.storage, self.paths, self.study_prefix)
         result = EvaluationResult(holdout, predictions, champions, pareto_points, summary, models)
         if write:
-            result.files = self.write(result, evaluate_all_archs)
+            result.files = self.write(result, evaluate_all_archs if charts is None else charts)
         result.seconds = time.perf_counter() - start
         log.info("evaluation done in %.0f s; champions: %s", result.seconds, champions)
         return result
@@ -300,7 +308,7 @@ class Trainer:
         start = time.perf_counter()
         points = sweep_quantile_ensemble(
             fam, self.train_raw, params, penalty=self.penalty, seed=self.seed,
-            val_fraction=self.pareto_val_fraction,
+            val_fraction=self.pareto_val_fraction, n_alphas=self.pareto_n_alphas,
         )
         chosen = choose_variants(points)
         points.insert(0, "family", name)

@@ -84,7 +84,7 @@ def safety_grid(best_safety: float, factors=DEFAULT_SAFETY_FACTORS) -> np.ndarra
 def choose_variants(
     points: pd.DataFrame,
     over_cap_factor: float = 2.0,
-    under_cap_factor: float = 3.0,
+    under_cap_factor: float = 2.0,
     under_cap_floor: float = 1.0,
 ) -> dict[str, object]:
     """Index labels of the three variants among ``points`` (columns ``under_pct``,
@@ -114,6 +114,7 @@ def sweep_quantile_ensemble(
     alphas=None,
     safeties=None,
     val_fraction: float = 0.15,
+    n_alphas: int = 5,
 ) -> pd.DataFrame:
     """Score the (alpha, safety) grid on the latest ``val_fraction`` of ``train_raw``.
 
@@ -127,7 +128,10 @@ def sweep_quantile_ensemble(
         The family's best parameters (``pre__*`` keys included); the grids centre on their ``alpha``
         and ``safety`` (the model's defaults when absent).
     alphas, safeties : array-like, optional
-        The grids (default :func:`alpha_grid` and :func:`safety_grid` around ``params``).
+        The grids (default :func:`alpha_grid` with ``n_alphas`` levels and :func:`safety_grid`
+        around ``params``).
+    val_fraction : float
+        The latest share of ``train_raw`` that scores the grid (the rest fits the models).
 
     Returns
     -------
@@ -142,7 +146,7 @@ def sweep_quantile_ensemble(
         raise ValueError(f"family {family.name!r} has no {sorted(missing)} parameter: not a quantile ensemble")
     best_alpha = float(model_params.get("alpha", defaults["alpha"]))
     best_safety = float(model_params.get("safety", defaults["safety"]))
-    alphas = alpha_grid(best_alpha) if alphas is None else np.asarray(alphas, dtype=float)
+    alphas = alpha_grid(best_alpha, n=n_alphas) if alphas is None else np.asarray(alphas, dtype=float)
     safeties = safety_grid(best_safety) if safeties is None else np.asarray(safeties, dtype=float)
 
     inner, val = time_split(train_raw, val_fraction)
