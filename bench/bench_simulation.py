@@ -43,7 +43,7 @@ def _median_ms(fn, n: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="artifacts/bench/simulation.json")
-    parser.add_argument("--jobs", type=int, default=20_000, help="generated jobs (training + holdout)")
+    parser.add_argument("--jobs", type=int, default=10_000, help="generated jobs (training + holdout)")
     parser.add_argument("--steps", type=int, default=200, help="steps measured per model")
     args = parser.parse_args()
 

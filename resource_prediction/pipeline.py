@@ -248,6 +248,7 @@ def _cell_label(exc) -> str:
 def run_notebook(name: str, parameters: dict, config: PipelineConfig) -> NotebookRun:
     """Execute one notebook with papermill; raise :class:`PipelineError` when a cell fails."""
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     source = Path(config.notebook_dir) / f"{name}.ipynb"
@@ -265,6 +266,8 @@ def run_notebook(name: str, parameters: dict, config: PipelineConfig) -> Noteboo
         )
     except PapermillExecutionError as exc:
         raise PipelineError(name, _cell_label(exc), f"{exc.ename}: {exc.evalue}", executed) from exc
+    except (DeadKernelError, CellTimeoutError) as exc:
+        raise PipelineError(name, "a cell", f"{type(exc).__name__}: {exc}", executed) from exc
     seconds = time.perf_counter() - start
     book_copy = None
     if config.book_results is not None:

@@ -31,7 +31,7 @@ TINY_JOBS = 3000
 TINY_TRIALS = 2
 #: Notebooks of this issue (05 belongs to the simulation) and the parameters only they set.
 OWN_NOTEBOOKS = NOTEBOOKS[:4]
-NOTEBOOK_ONLY_PARAMETERS = {"sample_points"}
+NOTEBOOK_ONLY_PARAMETERS = {"sample_points", "n_boot"}
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 
 

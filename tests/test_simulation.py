@@ -158,6 +158,21 @@ def test_batch_size_does_not_change_allocations(holdout, loaded):
     np.testing.assert_allclose(batched.history()["allocated_gb"], one.history()["allocated_gb"])
 
 
+@pytest.mark.parametrize("rel", [CLASSIFICATION, QE, LGBM])
+def test_causal_batch_run_equals_job_by_job_steps(holdout, loaded, rel):
+    steps = ReplaySimulation(holdout.iloc[:60])
+    steps.set_model("m", fresh(loaded, rel))
+    steps.step(20)
+    batch = ReplaySimulation(holdout.iloc[:60])
+    batch.set_model("m", fresh(loaded, rel))
+    batch.step(20)
+    np.testing.assert_allclose(batch.run(causal_batch=True).allocated_gb, steps.run().allocated_gb)
+    assert batch.done and batch.metrics() == steps.metrics()
+    # Both models observed every job: they size the next job alike.
+    following = without_outcomes(holdout.iloc[60:61])
+    assert batch.model.predict(following)[0] == pytest.approx(steps.model.predict(following)[0])
+
+
 def test_counters_are_allocation_metrics_of_the_replayed_jobs(holdout, loaded):
     sim = ReplaySimulation(holdout, penalty=7.0)
     assert sim.metrics() == {"n_jobs": 0}
@@ -300,6 +315,8 @@ def test_app_play_runs_to_the_end(app, holdout):
     m = allocation_metrics(app.sim.history()["allocated_gb"], holdout["max_rss_gb"])
     assert _counter(app, "score") == f"{m['business_score']:.1f}"
     assert "finished" in app.status.value
+    # Play redraws the chart at most every redraw_interval; the end draws the last window.
+    np.testing.assert_allclose(app.figure.data[1].y, app.sim.history()["allocated_gb"].iloc[-50:])
     assert app.play() is None  # nothing left to play
 
 

@@ -125,11 +125,16 @@ def test_voila_app_steps_plays_and_switches(voila_url, artifacts, tmp_path):
             assert _text(page, ".rp-counters .rp-under") == f"{expected['under_pct']:.2f} %"
             assert "Last job" in _text(page, ".rp-model-panel")
             # The allocation trace of the live chart now has a point.
-            page.wait_for_function(
-                "(() => { const d = document.querySelector('.rp-simulation .js-plotly-plot').data;"
-                " return d && d.length === 4 && d[1].x && d[1].x.length === 1; })()",
-                timeout=30_000,
-            )
+            try:
+                page.wait_for_function(
+                    "(() => { const d = document.querySelector('.rp-simulation .js-plotly-plot').data;"
+                    " return d && d.length === 4 && d[1].x && d[1].x.length === 1; })()",
+                    timeout=30_000,
+                )
+            except Exception:
+                print("DEBUG", page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(e => [e.className, e.data ? e.data.map(t => t.x ? t.x.length : null) : null])"))
+                page.screenshot(path="/tmp/simd/fail.png", full_page=True)
+                raise
 
             # Play runs without blocking the kernel: the counters move, Pause stops them.
             page.click("button.rp-play")

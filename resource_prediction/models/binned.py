@@ -95,13 +95,13 @@ class BinnedClassifier(BasePredictor):
 
     Attributes
     ----------
-    bin_edges_ : ndarray of shape (n_bins_ + 1,)
+    bin_edges_ : ndarray of shape ``(n_bins_ + 1,)``
         Edges in GB; bin ``i`` is ``[bin_edges_[i], bin_edges_[i + 1])``.
     n_bins_ : int
         Bins kept after dropping degenerate ones.
     seen_bins_ : ndarray of int
         Bins that hold at least one training job (the classifier's classes).
-    bin_means_ : ndarray of shape (n_bins_,)
+    bin_means_ : ndarray of shape ``(n_bins_,)``
         Mean training peak per bin (the middle of the bin when it is empty).
 
     classifier_ : estimator or None

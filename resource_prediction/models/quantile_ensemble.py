@@ -90,7 +90,7 @@ class QuantileEnsembleRegressor(_BaseComposition, BasePredictor):
     --------
     >>> import numpy as np
     >>> from sklearn.base import clone
-from sklearn.ensemble import GradientBoostingRegressor
+    >>> from sklearn.ensemble import GradientBoostingRegressor
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(300, 2)); y = np.exp(X[:, 0] + 0.1 * rng.normal(size=300))
     >>> qe = QuantileEnsembleRegressor(

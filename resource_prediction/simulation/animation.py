@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 #: One colour per model (plotly's qualitative palette without the request's grey).
 MODEL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+MODEL_SYMBOLS = ("circle-open", "diamond-open", "square-open", "triangle-up-open", "star-open")
 DEFAULT_KINDS = ("classification", "quantile_ensemble")
 
 
@@ -35,13 +36,17 @@ def replay_models(
     models: Mapping[str, Any], jobs: pd.DataFrame, *, n_jobs: int | None = None,
     penalty: float = DEFAULT_PENALTY,
 ) -> dict[str, ReplaySimulation]:
-    """Replay the first ``n_jobs`` jobs (all when None) through each model; one finished replay each."""
+    """Replay the first ``n_jobs`` jobs (all when None) through each model; one finished replay each.
+
+    Uses :meth:`ReplaySimulation.run` with ``causal_batch=True`` (the allocations of job-by-job
+    steps, computed in one call per model).
+    """
     subset = jobs.sort_values("time", kind="stable").iloc[: n_jobs or len(jobs)]
     out = {}
     for name, model in models.items():
         sim = ReplaySimulation(subset, penalty=penalty)
         sim.set_model(name, model)
-        sim.run()
+        sim.run(causal_batch=True)
         out[name] = sim
     return out
 
@@ -93,17 +98,21 @@ def replay_animation(
 
     def traces(stop: int) -> list[go.Scatter]:
         out = [
-            go.Scatter(x=t[:stop], y=request[:stop], name="Configured request", mode="lines",
-                       line=dict(color="#9e9e9e", dash="dot", shape="hv")),
+            go.Scatter(x=t[:stop], y=request[:stop], name="Configured request", mode="markers",
+                       marker=dict(color="#9e9e9e", symbol="line-ew-open", size=10,
+                                   line=dict(width=2, color="#9e9e9e"))),
             go.Scatter(x=t[:stop], y=peak[:stop], name="Actual peak", mode="markers",
                        marker=dict(color="#222222", size=4)),
         ]
         for i, (name, alloc) in enumerate(allocs.items()):
             color = MODEL_COLORS[i % len(MODEL_COLORS)]
+            symbol = MODEL_SYMBOLS[i % len(MODEL_SYMBOLS)]
             a, p = alloc[:stop], peak[:stop]
             under = a < p
-            out.append(go.Scatter(x=t[:stop], y=a, name=_legend(name, a, p, penalty), mode="lines",
-                                  legendgroup=name, line=dict(color=color, width=1.5, shape="hv")))
+            out.append(go.Scatter(x=t[:stop], y=a, name=_legend(name, a, p, penalty),
+                                  mode="markers", legendgroup=name,
+                                  marker=dict(color=color, size=7, symbol=symbol,
+                                              line=dict(width=1.5, color=color))))
             out.append(go.Scatter(x=t[:stop][under], y=p[under], name=f"{name}: under-allocated",
                                   legendgroup=name, showlegend=False, mode="markers",
                                   marker=dict(color=color, size=10, symbol="x-thin",
@@ -112,9 +121,10 @@ def replay_animation(
 
     frames = [go.Frame(data=traces(s), name=str(s), layout=dict(title_text=f"{title}: {s:,} of {n:,} jobs"))
               for s in stops]
-    finite_request = request[np.isfinite(request)]
-    y_max = 1.05 * max(peak.max(), max(a.max() for a in allocs.values()),
-                       finite_request.max() if finite_request.size else 0.0)
+    finite_request = request[np.isfinite(request) & (request > 0)]
+    values = np.concatenate([peak, finite_request, *allocs.values()])
+    values = values[values > 0]
+    y_range = [np.log10(values.min() / 1.3), np.log10(values.max() * 1.3)]  # log axis: log10 units
     fig = go.Figure(data=traces(stops[0]), frames=frames)
     slider_steps = [
         dict(method="animate", label=f"{s:,}",
@@ -122,15 +132,15 @@ def replay_animation(
         for s in stops
     ]
     fig.update_layout(
-        title_text=f"{title}: {stops[0]:,} of {n:,} jobs",
-        template="plotly_white", height=560,
+        title=dict(text=f"{title}: {stops[0]:,} of {n:,} jobs", y=0.98, yanchor="top"),
+        template="plotly_white", height=640,
         xaxis=dict(title="job time (UTC)", range=[t[0], t[-1]]),
-        yaxis=dict(title="memory (GB)", range=[0, y_max]),
-        legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0),
-        margin=dict(l=60, r=20, t=60, b=40),
+        yaxis=dict(title="memory (GB, log scale)", type="log", range=y_range),
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
+        margin=dict(l=60, r=20, t=120, b=150),
         updatemenus=[dict(
-            type="buttons", direction="left", x=0, y=1.12, xanchor="left", yanchor="bottom",
-            showactive=False,
+            type="buttons", direction="left", x=0, y=-0.2, xanchor="left", yanchor="top",
+            showactive=False, pad=dict(t=0, r=10),
             buttons=[
                 dict(label="Play", method="animate",
                      args=[None, dict(frame=dict(duration=frame_ms, redraw=True), fromcurrent=True,
@@ -140,8 +150,8 @@ def replay_animation(
                                         transition=dict(duration=0))]),
             ],
         )],
-        sliders=[dict(active=0, steps=slider_steps, x=0.12, len=0.88, y=1.12, yanchor="bottom",
-                      currentvalue=dict(prefix="jobs: "), pad=dict(t=0, b=0))],
+        sliders=[dict(active=0, steps=slider_steps, x=0.15, len=0.85, y=-0.2, yanchor="top",
+                      currentvalue=dict(prefix="jobs replayed: "), pad=dict(t=0, b=0))],
     )
     return fig
 

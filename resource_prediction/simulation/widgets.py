@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,9 @@ class SimulationApp:
         Initial delay between steps when playing, seconds (0 = as fast as possible).
     batch_size : int
         Initial jobs per step.
+    redraw_interval : float
+        While playing, the chart is redrawn at most this often (seconds); the counters every step.
+        Single steps always redraw.
 
     Attributes
     ----------
@@ -138,12 +142,14 @@ class SimulationApp:
         test_fraction: float = 0.10,
         delay: float = 0.0,
         batch_size: int = 1,
+        redraw_interval: float = 0.1,
     ) -> None:
         self.artifacts_dir = resolve_artifacts_dir(artifacts_dir)
         self.window = int(window)
         self.penalty = float(penalty)
         self.seed = int(seed)
         self.test_fraction = float(test_fraction)
+        self.redraw_interval = float(redraw_interval)
         self.entries: list[ModelEntry] = discover_models(self.artifacts_dir)
         self._entries = {e.key: e for e in self.entries}
         self.sim: ReplaySimulation | None = None
@@ -218,19 +224,22 @@ class SimulationApp:
         # Traces and layout go into the constructor: the widget's initial state carries them
         # (traces added to a FigureWidget before it is displayed do not reach the browser).
         traces = [
-            go.Scatter(name=TRACE_NAMES[0], mode="lines",
-                       line=dict(color=COLORS["request"], dash="dot", shape="hv")),
-            go.Scatter(name=TRACE_NAMES[1], mode="lines",
-                       line=dict(color=COLORS["allocation"], width=2, shape="hv")),
+            go.Scatter(name=TRACE_NAMES[0], mode="markers",
+                       marker=dict(color=COLORS["request"], symbol="line-ew-open", size=12,
+                                   line=dict(width=2, color=COLORS["request"]))),
+            go.Scatter(name=TRACE_NAMES[1], mode="lines+markers",
+                       line=dict(color="rgba(31, 119, 180, 0.25)", width=1),
+                       marker=dict(color=COLORS["allocation"], size=6)),
             go.Scatter(name=TRACE_NAMES[2], mode="markers", marker=dict(color=COLORS["peak"], size=5)),
             go.Scatter(name=TRACE_NAMES[3], mode="markers",
-                       marker=dict(color=COLORS["under"], size=11, symbol="x-thin",
-                                   line=dict(width=2, color=COLORS["under"]))),
+                       marker=dict(color=COLORS["under"], size=12, symbol="x-thin",
+                                   line=dict(width=2.5, color=COLORS["under"]))),
         ]
         layout = go.Layout(
             height=420, margin=dict(l=60, r=20, t=40, b=40), template="plotly_white",
             title=dict(text=f"Last {self.window} jobs", font=dict(size=14)),
-            xaxis=dict(title="job time (UTC)", type="date"), yaxis_title="memory (GB)",
+            xaxis=dict(title="job time (UTC)", type="date"),
+            yaxis=dict(title="memory (GB, log scale)", type="log"),
             legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
         )
         self._reset_window()
@@ -238,6 +247,7 @@ class SimulationApp:
 
     def _reset_window(self) -> None:
         self._win = {k: deque(maxlen=self.window) for k in ("time", "alloc", "peak", "request")}
+        self._stale = False
 
     def display(self) -> None:
         """Show the app in the notebook (or the Voila page)."""
@@ -389,8 +399,12 @@ class SimulationApp:
         self._render_all()
         return self.error is None
 
-    def step(self) -> StepResult | None:
-        """Replay one step (``Jobs / step`` jobs) and update counters, chart and panel."""
+    def step(self, *, draw: bool = True) -> StepResult | None:
+        """Replay one step (``Jobs / step`` jobs) and update counters, chart and panel.
+
+        ``draw=False`` only appends the jobs to the chart's window (play redraws the chart at most
+        every ``redraw_interval`` seconds, so a fast replay does not flood the browser).
+        """
         if not self.ready:
             if self.sim is not None and self.error is None:
                 self._show_error("select a model that loads to replay jobs")
@@ -407,7 +421,7 @@ class SimulationApp:
             self._render_status()
             return None
         self.last_explanation = result.explanation
-        self._append_chart(result)
+        self._append_chart(result, draw=draw)
         self._render_counters()
         self._render_panel()
         self._render_status()
@@ -436,14 +450,20 @@ class SimulationApp:
         return self._task
 
     async def _play_loop(self) -> None:
+        last_draw = 0.0
         try:
             while self._playing and self.ready and not self.sim.done:
-                if self.step() is None:
+                now = time.monotonic()
+                draw = now - last_draw >= self.redraw_interval
+                if self.step(draw=draw) is None:
                     break
+                if draw:
+                    last_draw = now
                 await asyncio.sleep(float(self.delay_slider.value))
         finally:
             self._playing = False
             self._task = None
+            self._draw_chart()
             self._render_status()
 
     def pause(self) -> None:
@@ -476,16 +496,26 @@ class SimulationApp:
             for trace in self.figure.data:
                 trace.x, trace.y = [], []
 
-    def _append_chart(self, result: StepResult) -> None:
-        """Append the step's jobs to the window and redraw the last ``window`` jobs."""
+    def _append_chart(self, result: StepResult, draw: bool = True) -> None:
+        """Append the step's jobs to the window (the last ``window`` jobs); redraw if ``draw``."""
         win = self._win
         win["time"].extend(result.time)
         win["alloc"].extend(result.allocated_gb)
         win["peak"].extend(result.peak_gb)
         win["request"].extend(result.request_gb)
-        # Milliseconds since the epoch: what a plotly date axis reads, and cheap to send.
-        t = np.fromiter(win["time"], dtype="datetime64[ns]", count=len(win["time"]))
-        t = t.astype("datetime64[ms]").astype(np.int64)
+        self._stale = True
+        if draw:
+            self._draw_chart()
+
+    def _draw_chart(self) -> None:
+        """Send the window to the chart (if it changed since the last drawing)."""
+        if not self._stale:
+            return
+        win = self._win
+        # ISO strings: read as dates by plotly.js whatever the axis settings.
+        t = np.datetime_as_string(
+            np.fromiter(win["time"], dtype="datetime64[ns]", count=len(win["time"])), unit="s"
+        )
         alloc = np.fromiter(win["alloc"], dtype=float, count=len(win["alloc"]))
         peak = np.fromiter(win["peak"], dtype=float, count=len(win["peak"]))
         request = np.fromiter(win["request"], dtype=float, count=len(win["request"]))
@@ -496,3 +526,4 @@ class SimulationApp:
             alloc_trace.x, alloc_trace.y = t, alloc
             peak_trace.x, peak_trace.y = t, peak
             under_trace.x, under_trace.y = t[under], peak[under]
+        self._stale = False
