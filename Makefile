@@ -31,13 +31,16 @@ browser:
 	  echo "installing Debian's chromium (needs root and apt)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
 
-# The whole job: default data, the notebooks via papermill (classification search, then regression
-# search and every family evaluated), the book. TRIALS = Optuna trials per family and run.
-TRIALS ?= 8
+# The whole job on the default data: the classification search (CLI), then the notebooks via
+# papermill (regression search, every family evaluated, simulation), then the book.
+# Budget per family and search: TRIALS trials or TIMEOUT seconds, whichever comes first.
+TRIALS  ?= 6
+TIMEOUT ?= 30
+THREADS ?= 1
 run: venv
 	$(BIN)/resource-prediction summary --artifacts-dir $(ARTIFACTS) --json $(ARTIFACTS)/reports/data_summary.json
-	$(BIN)/resource-prediction --artifacts-dir $(ARTIFACTS) --model-type classification --run-search --n-trials $(TRIALS)
-	$(BIN)/resource-prediction --artifacts-dir $(ARTIFACTS) --model-type regression --skip-preprocessing --run-search --evaluate-all-archs --n-trials $(TRIALS)
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/resource-prediction search --artifacts-dir $(ARTIFACTS) --task-type classification --n-trials $(TRIALS) --timeout $(TIMEOUT) --no-progress-bar
+	$(BIN)/resource-prediction --artifacts-dir $(ARTIFACTS) --model-type regression --run-search --evaluate-all-archs --n-trials $(TRIALS) --timeout $(TIMEOUT) --threads $(THREADS)
 	$(MAKE) --no-print-directory html
 	@echo "book:    $(abspath $(BOOK))/index.html   (make serve: http://localhost:$(PORT))"
 	@echo "models:  $(abspath $(ARTIFACTS))/trained_models"

@@ -57,7 +57,11 @@ def main() -> None:
         "batch_size": 1,
         "delay_s": 0.0,
         "target_ms": 50.0,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1min_at_start": os.getloadavg()[0],
+        },
         "models": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,6 +90,7 @@ def main() -> None:
             entry["app_step_ms_median"], entry["app_step_ms_p90"] = _median_ms(app.step, args.steps)
             entry["app_error"] = app.error
             entry["meets_target"] = entry["app_step_ms_median"] <= results["target_ms"]
+    results["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
 

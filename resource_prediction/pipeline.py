@@ -55,8 +55,8 @@ NOTEBOOKS: tuple[str, ...] = (
 )
 PREPROCESSING_NOTEBOOKS = NOTEBOOKS[:2]
 TASK_TYPES = ("regression", "classification")
-#: Optuna trials per family when none is given: ``make run`` finishes in minutes on two cores.
-DEFAULT_N_TRIALS = 12
+#: Optuna trials per family when none is given (``make run`` also caps each family with a timeout).
+DEFAULT_N_TRIALS = 6
 KERNEL_NAME = "python3"
 
 

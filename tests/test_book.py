@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import pkgutil
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -151,7 +150,7 @@ def _open(browser, path: Path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_results_page_renders_plotly_charts_offline(name, browser, book, tmp_path):
+def test_results_page_renders_plotly_charts_offline(name, browser, book):
     html = Path(book["html"]) / "book" / "results" / f"{name}.html"
     assert html.exists(), f"{html} missing: the pipeline or the book build failed"
     page, requests = _open(browser, html)
@@ -162,9 +161,8 @@ def test_results_page_renders_plotly_charts_offline(name, browser, book, tmp_pat
         )
         drawn = page.evaluate("() => document.querySelectorAll('.plotly-graph-div').length")
         assert rendered > 0 and rendered == drawn, (rendered, drawn)
-        if name == NOTEBOOKS[0]:
-            page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=False)
-            shutil.copy(tmp_path / f"{name}.png", Path(book["html"]).parent / f"{name}.png")
+        if name == NOTEBOOKS[0]:  # for a human look: next to the built book
+            page.screenshot(path=str(Path(book["html"]).parent / f"{name}.png"))
     finally:
         page.close()
     plotly_requests = [u for u in requests if "plotly" in u.lower() and not u.startswith("file:")]

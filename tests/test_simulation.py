@@ -160,16 +160,16 @@ def test_batch_size_does_not_change_allocations(holdout, loaded):
 
 @pytest.mark.parametrize("rel", [CLASSIFICATION, QE, LGBM])
 def test_causal_batch_run_equals_job_by_job_steps(holdout, loaded, rel):
-    steps = ReplaySimulation(holdout.iloc[:60])
+    steps = ReplaySimulation(holdout.iloc[:30])
     steps.set_model("m", fresh(loaded, rel))
-    steps.step(20)
-    batch = ReplaySimulation(holdout.iloc[:60])
+    steps.step(10)
+    batch = ReplaySimulation(holdout.iloc[:30])
     batch.set_model("m", fresh(loaded, rel))
-    batch.step(20)
+    batch.step(10)
     np.testing.assert_allclose(batch.run(causal_batch=True).allocated_gb, steps.run().allocated_gb)
     assert batch.done and batch.metrics() == steps.metrics()
     # Both models observed every job: they size the next job alike.
-    following = without_outcomes(holdout.iloc[60:61])
+    following = without_outcomes(holdout.iloc[30:31])
     assert batch.model.predict(following)[0] == pytest.approx(steps.model.predict(following)[0])
 
 
@@ -301,7 +301,12 @@ def test_app_chart_keeps_a_window(app):
     np.testing.assert_allclose(app.figure.data[1].y, app.sim.history()["allocated_gb"].iloc[-50:])
 
 
-def test_app_play_runs_to_the_end(app, holdout):
+def test_app_play_runs_to_the_end(artifacts):
+    from resource_prediction.simulation import SimulationApp
+
+    app = SimulationApp(artifacts, window=50, test_fraction=0.05)  # the latest 150 jobs
+    holdout = app.sim.jobs
+    assert len(holdout) == 150
     app.delay_slider.value = 0.0
     app.batch_slider.value = 40
 

@@ -200,7 +200,8 @@ class SimulationApp:
         self.batch_slider = w.IntSlider(value=batch_size, min=1, max=200, description="Jobs / step")
         self.status = w.HTML().add_class("rp-status")
         self.counters = w.HTML().add_class("rp-counters")
-        self.panel = w.HTML().add_class("rp-model-panel")
+        self.panel = w.HTML(layout=w.Layout(max_height="760px", overflow="auto"))
+        self.panel.add_class("rp-model-panel")
         self.figure = self._make_figure()
 
         self.model_selector.observe(self._on_model_change, names="value")
