@@ -132,6 +132,41 @@ def test_skip_preprocessing_without_processed_data_is_refused(tmp_path, capsys):
     assert not (tmp_path / "results").exists()
 
 
+def test_processed_data_round_trips_and_refuses_another_file(tmp_path, small_telemetry):
+    from resource_prediction.data import save_telemetry, time_split
+    from resource_prediction.paths import ArtifactPaths
+    from resource_prediction.pipeline import has_processed, read_processed, write_processed
+    from resource_prediction.preprocessing import ModelPreprocessor
+
+    paths = ArtifactPaths(tmp_path / "artifacts")
+    data = save_telemetry(small_telemetry.iloc[:600], tmp_path / "jobs.csv")
+    train, holdout = time_split(small_telemetry.iloc[:600])
+    pre = ModelPreprocessor()
+    frames = {"train": train, "holdout": holdout, "X_train": pre.fit_transform(train),
+              "X_holdout": pre.transform(holdout)}
+    assert not has_processed(paths)
+    write_processed(paths, frames, pre, data, 0.1)
+    back, pre_back, manifest = read_processed(paths, data)
+    assert has_processed(paths) and manifest["rows"]["holdout"] == len(holdout)
+    assert back["X_holdout"].equals(frames["X_holdout"])
+    assert pre_back.feature_names_ == pre.feature_names_
+    other = save_telemetry(small_telemetry.iloc[:500], tmp_path / "other.csv")
+    with pytest.raises(ValueError, match="comes from"):
+        read_processed(paths, other)
+
+
+def test_kernel_threads_are_set_for_the_kernels_and_restored(monkeypatch):
+    from resource_prediction.pipeline import THREAD_VARIABLES, kernel_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    with kernel_threads(2):
+        assert all(os.environ[name] == "2" for name in THREAD_VARIABLES)
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in os.environ
+    with kernel_threads(None):
+        assert os.environ["OMP_NUM_THREADS"] == "7"
+
+
 def test_model_type_is_an_alias_of_task_type():
     from resource_prediction.cli import build_parser
 

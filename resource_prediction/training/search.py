@@ -411,7 +411,7 @@ class HyperparameterSearcher:
         fam = get_family(family)
         encoding = getattr(fam.estimator_class, "preferred_encoding", "category")
 
-        def objective(trial: optuna.Trial) -> float:
+        def cv_score(trial: optuna.Trial) -> float:
             params = fam.search_space(trial)
             trial.set_user_attr("params", _jsonable(params))
             model_params, pre_params = split_params(params)
@@ -419,19 +419,15 @@ class HyperparameterSearcher:
             scores: list[float] = []
             start = time.perf_counter()
             for step, fold in enumerate(folds):
-                try:
-                    model = fam.make_estimator(model_params, penalty=self.penalty, random_state=self.seed)
-                    model.fit(fold.X_train, fold.y_train)
-                    pred = np.asarray(model.predict(fold.X_val), dtype=float)
-                    if pred.shape != fold.y_val.shape or not np.all(np.isfinite(pred)):
-                        raise TrialFailed(
-                            f"fold {step}: {int(np.sum(~np.isfinite(pred)))} non-finite of "
-                            f"{pred.size} predictions (expected {fold.y_val.size})"
-                        )
-                    scores.append(business_score(pred, fold.y_val, penalty=self.penalty))
-                except Exception as exc:
-                    trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
-                    raise
+                model = fam.make_estimator(model_params, penalty=self.penalty, random_state=self.seed)
+                model.fit(fold.X_train, fold.y_train)
+                pred = np.asarray(model.predict(fold.X_val), dtype=float)
+                if pred.shape != fold.y_val.shape or not np.all(np.isfinite(pred)):
+                    raise TrialFailed(
+                        f"fold {step}: {int(np.sum(~np.isfinite(pred)))} non-finite of "
+                        f"{pred.size} predictions (expected {fold.y_val.size})"
+                    )
+                scores.append(business_score(pred, fold.y_val, penalty=self.penalty))
                 running = float(np.mean(scores))
                 trial.report(running, step)
                 if trial.should_prune():
@@ -440,6 +436,15 @@ class HyperparameterSearcher:
             trial.set_user_attr("cv_scores", scores)
             trial.set_user_attr("seconds", time.perf_counter() - start)
             return float(np.mean(scores))
+
+        def objective(trial: optuna.Trial) -> float:
+            try:
+                return cv_score(trial)
+            except optuna.TrialPruned:
+                raise
+            except Exception as exc:  # recorded, then re-raised: Optuna marks the trial FAIL
+                trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+                raise
 
         return objective
 
