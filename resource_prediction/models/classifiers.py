@@ -248,7 +248,7 @@ random_state :
         decision: str = "argmax",
         penalty: float = DEFAULT_PENALTY,
         C: float = 1.0,
-        max_iter: int = 300,
+        max_iter: int = 500,
         max_categories: int = 50,
         random_state: int = 0,
         n_jobs: int | None = 1,
