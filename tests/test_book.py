@@ -126,8 +126,10 @@ def book(tmp_path_factory) -> dict:
     return built_book(tmp_path_factory.getbasetemp() / "pipeline_book")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium for this module; closed at its end, so that Playwright's event loop does not
+    outlive the module (other tests run their own asyncio loops)."""
     playwright = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (make test installs it)")

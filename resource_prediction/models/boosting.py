@@ -237,7 +237,7 @@ def _policy_params(trial) -> dict:
         params["alpha"] = trial.suggest_float("alpha", 0.90, 0.995)
     else:
         params["margin"] = trial.suggest_float("margin", 1.1, 3.0)
-    params["n_estimators"] = trial.suggest_int("n_estimators", 100, 600, step=50)
+    params["n_estimators"] = trial.suggest_int("n_estimators", 100, 300, step=50)
     params["learning_rate"] = trial.suggest_float("learning_rate", 0.02, 0.2, log=True)
     params["subsample"] = trial.suggest_float("subsample", 0.6, 1.0)
     params["colsample_bytree"] = trial.suggest_float("colsample_bytree", 0.5, 1.0)

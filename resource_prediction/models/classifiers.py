@@ -295,7 +295,7 @@ def xgboost_search_space(trial) -> dict:
     """Optuna search space of :class:`XGBoostBinnedClassifier`."""
     return {
         **binned_search_space(trial),
-        "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
         "max_depth": trial.suggest_int("max_depth", 3, 10),
         "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 50.0, log=True),
@@ -306,7 +306,7 @@ def lightgbm_search_space(trial) -> dict:
     """Optuna search space of :class:`LightGBMBinnedClassifier`."""
     return {
         **binned_search_space(trial),
-        "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
@@ -317,9 +317,9 @@ def random_forest_search_space(trial) -> dict:
     """Optuna search space of :class:`RandomForestBinnedClassifier`."""
     return {
         **binned_search_space(trial),
-        "n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
-        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 50, log=True),
-        "max_features": trial.suggest_float("max_features", 0.2, 1.0),
+        "n_estimators": trial.suggest_int("n_estimators", 30, 120, step=30),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 50, log=True),
+        "max_features": trial.suggest_float("max_features", 0.2, 0.6),
     }
 
 

@@ -210,7 +210,7 @@ def search_space(trial) -> dict:
     """Optuna search space of :class:`CostAwareRegressor` (the penalty is the study's, not tuned)."""
     return {
         **suggest_preprocessor_params(trial),
-        "n_estimators": trial.suggest_int("n_estimators", 100, 600, step=50),
+        "n_estimators": trial.suggest_int("n_estimators", 100, 300, step=50),
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),

@@ -190,7 +190,8 @@ class FamilyResult:
     n_failed: int = 0
     n_running: int = 0
     fail_reasons: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    trial_seconds: float = 0.0  # summed duration of the study's finished trials
+    seconds: float | None = None  # wall time of this run (None when read from the storage)
 
     def as_row(self) -> dict:
         row = asdict(self)
@@ -205,7 +206,9 @@ def _trial_params(trial: optuna.trial.FrozenTrial) -> dict:
     return dict(stored) if stored is not None else dict(trial.params)
 
 
-def family_result(study: optuna.Study, family: str, task_type: str, seconds: float = 0.0) -> FamilyResult:
+def family_result(
+    study: optuna.Study, family: str, task_type: str, seconds: float | None = None
+) -> FamilyResult:
     """Summarise a family's study."""
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
@@ -225,6 +228,7 @@ def family_result(study: optuna.Study, family: str, task_type: str, seconds: flo
         n_failed=len(failed),
         n_running=states.count(TrialState.RUNNING),
         fail_reasons=reasons[:5],
+        trial_seconds=float(sum(t.duration.total_seconds() for t in trials if t.duration is not None)),
         seconds=seconds,
     )
     if complete:
