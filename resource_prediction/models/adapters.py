@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,12 +88,12 @@ def _xgb_predict(estimator, X: np.ndarray) -> np.ndarray:
     booster = estimator.get_booster()
     if X.shape[0] < PARALLEL_PREDICT_ROWS:
         return booster.inplace_predict(X)
-    booster.set_param({"nthread": 0})  # large batch: every core, then back to the model's own
+    booster.set_param({"nthread": os.cpu_count() or 1})  # large batch: every core, then back
     try:
         return booster.inplace_predict(X)
     finally:
         n_jobs = getattr(estimator, "n_jobs", None)
-        booster.set_param({"nthread": n_jobs if n_jobs and n_jobs > 0 else 0})
+        booster.set_param({"nthread": n_jobs if n_jobs and n_jobs > 0 else os.cpu_count() or 1})
 
 
 def _lgbm_categoricals(mask: np.ndarray) -> dict[str, Any]:
@@ -102,9 +103,10 @@ def _lgbm_categoricals(mask: np.ndarray) -> dict[str, Any]:
 def _lgbm_predict(estimator, X: np.ndarray) -> np.ndarray:
     # The booster ignores the training thread count: without num_threads a single-row
     # prediction wakes every OpenMP thread (tens of ms on a busy machine instead of 0.1 ms).
-    # Large batches use every core (0 = OpenMP default).
+    # Large batches use every core.
     n_jobs = getattr(estimator, "n_jobs", None)
-    threads = n_jobs if n_jobs and n_jobs > 0 and X.shape[0] < PARALLEL_PREDICT_ROWS else 0
+    small = X.shape[0] < PARALLEL_PREDICT_ROWS
+    threads = n_jobs if small and n_jobs and n_jobs > 0 else os.cpu_count() or 1
     return estimator.booster_.predict(X, num_threads=threads)
 
 
