@@ -68,6 +68,9 @@ class LibraryAdapter:
         ``fit`` keyword arguments declaring them.
     predict, predict_proba : callable(estimator, X) -> ndarray
         Prediction on a float matrix (the libraries' low-overhead path where there is one).
+    handles_categoricals : callable(estimator) -> bool
+        False when this configuration of the estimator cannot take categorical columns; they are
+        then given as their integer codes (ordered numbers).
     """
 
     quantile: Callable[[float], dict[str, Any]] | None = None
@@ -76,6 +79,7 @@ class LibraryAdapter:
     categorical_fit_params: Callable[[np.ndarray], dict[str, Any]] = field(default=_no_params)
     predict: Callable[[Any, np.ndarray], np.ndarray] = field(default=_predict)
     predict_proba: Callable[[Any, np.ndarray], np.ndarray] = field(default=_predict_proba)
+    handles_categoricals: Callable[[Any], bool] = field(default=lambda _estimator: True)
 
 
 def _xgb_feature_types(mask: np.ndarray, _cardinality: np.ndarray) -> dict[str, Any]:
@@ -133,7 +137,10 @@ _ADAPTERS: dict[str, LibraryAdapter] = {
         predict=_xgb_predict,
     ),
     "XGBClassifier": LibraryAdapter(
-        categorical_params=_xgb_feature_types, predict_proba=_xgb_predict
+        categorical_params=_xgb_feature_types,
+        predict_proba=_xgb_predict,
+        # XGBoost's multi-output trees have no categorical splits (3.x).
+        handles_categoricals=lambda est: est.get_params().get("multi_strategy") != "multi_output_tree",
     ),
     "LGBMRegressor": LibraryAdapter(
         quantile=lambda a: {"objective": "quantile", "alpha": a},
@@ -185,6 +192,8 @@ def with_squared_error(estimator):
 def fit_with_categoricals(estimator, X: np.ndarray, y: np.ndarray, mask: np.ndarray, cardinality):
     """Declare the categorical columns the library's way, then fit ``estimator`` in place."""
     adapter = adapter_for(estimator)
+    if not adapter.handles_categoricals(estimator):
+        mask = np.zeros_like(mask)
     params = adapter.categorical_params(mask, np.asarray(cardinality))
     if params:
         estimator.set_params(**params)

@@ -138,8 +138,9 @@ class BasePredictor(RegressorMixin, BaseEstimator, ABC):
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """Check ``X`` against what ``fit`` saw and return it as a float matrix."""
         if isinstance(X, pd.DataFrame):
-            _check_feature_names(self, X, reset=reset)
-            _check_n_features(self, X, reset=reset)
+            if reset or not self._same_columns(X):  # scikit-learn's checks explain mismatches
+                _check_feature_names(self, X, reset=reset)
+                _check_n_features(self, X, reset=reset)
             if reset:
                 mask = np.array([_is_categorical_like(d) for d in X.dtypes], dtype=bool)
                 self.categorical_mask_ = mask
@@ -154,6 +155,13 @@ class BasePredictor(RegressorMixin, BaseEstimator, ABC):
             self.categorical_mask_ = np.zeros(X.shape[1], dtype=bool)
             self.categories_ = {}
         return X
+
+    def _same_columns(self, X: pd.DataFrame) -> bool:
+        """``X`` has exactly the columns seen in ``fit`` (the cheap check of the hot path)."""
+        names = getattr(self, "feature_names_in_", None)
+        return names is not None and len(names) == X.shape[1] and all(
+            a == b for a, b in zip(X.columns.tolist(), names, strict=True)
+        )
 
     @staticmethod
     def _learn_categories(column: pd.Series) -> pd.Index:

@@ -123,9 +123,9 @@ reg_lambda : booster parameters (see :class:`xgboost.XGBRegressor`).
         alpha: float = 0.95,
         margin: float = 1.5,
         log_target: bool = True,
-        n_estimators: int = 300,
-        learning_rate: float = 0.05,
-        max_depth: int = 6,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        max_depth: int = 5,
         min_child_weight: float = 5.0,
         subsample: float = 0.9,
         colsample_bytree: float = 1.0,
@@ -190,9 +190,9 @@ reg_lambda : booster parameters (see :class:`lightgbm.LGBMRegressor`).
         alpha: float = 0.95,
         margin: float = 1.5,
         log_target: bool = True,
-        n_estimators: int = 300,
-        learning_rate: float = 0.05,
-        num_leaves: int = 31,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        num_leaves: int = 15,
         min_child_samples: int = 20,
         subsample: float = 0.9,
         colsample_bytree: float = 1.0,
@@ -237,7 +237,7 @@ def _policy_params(trial) -> dict:
         params["alpha"] = trial.suggest_float("alpha", 0.90, 0.995)
     else:
         params["margin"] = trial.suggest_float("margin", 1.1, 3.0)
-    params["n_estimators"] = trial.suggest_int("n_estimators", 100, 300, step=50)
+    params["n_estimators"] = trial.suggest_int("n_estimators", 50, 150, step=25)
     params["learning_rate"] = trial.suggest_float("learning_rate", 0.02, 0.2, log=True)
     params["subsample"] = trial.suggest_float("subsample", 0.6, 1.0)
     params["colsample_bytree"] = trial.suggest_float("colsample_bytree", 0.5, 1.0)
@@ -248,7 +248,7 @@ def xgboost_search_space(trial) -> dict:
     """Optuna search space of :class:`XGBoostPolicyRegressor`."""
     return {
         **_policy_params(trial),
-        "max_depth": trial.suggest_int("max_depth", 3, 10),
+        "max_depth": trial.suggest_int("max_depth", 3, 7),
         "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 50.0, log=True),
         "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
     }
@@ -258,7 +258,7 @@ def lightgbm_search_space(trial) -> dict:
     """Optuna search space of :class:`LightGBMPolicyRegressor`."""
     return {
         **_policy_params(trial),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
         "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
     }
