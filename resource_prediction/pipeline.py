@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -272,9 +271,34 @@ def run_notebook(name: str, parameters: dict, config: PipelineConfig) -> Noteboo
     book_copy = None
     if config.book_results is not None:
         book_copy = Path(config.book_results) / executed.name
-        book_copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(executed, book_copy)
+        write_book_copy(executed, book_copy)
     return NotebookRun(name, executed, book_copy, seconds)
+
+
+#: Output mimetype of a live widget: meaningless in a static page.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def write_book_copy(executed: Path, book_copy: Path) -> Path:
+    """Copy an executed notebook for the book without its live-widget state.
+
+    A notebook that displayed ipywidgets carries their state (here the simulation's chart data,
+    megabytes) in its metadata; Jupyter Book then loads require.js and the widget manager from a
+    CDN to render it. Widgets need a kernel anyway, so the copy drops the state and the widget
+    views: the page is smaller and works offline. Other outputs are kept as they are.
+    """
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if data and WIDGET_VIEW in data:
+                del data[WIDGET_VIEW]
+    book_copy.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, book_copy)
+    return book_copy
 
 
 def run_pipeline(config: PipelineConfig, echo=print) -> list[NotebookRun]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from resource_prediction.cli import main
 from resource_prediction.pipeline import (
     NOTEBOOKS,
     PROJECT_ROOT,
+    WIDGET_VIEW,
     PipelineConfig,
     declared_parameters,
+    write_book_copy,
 )
 
 TINY_JOBS = 3000
@@ -214,6 +217,35 @@ def test_book_builds_without_warnings(book):
     for name in NOTEBOOKS:
         assert (html / "book" / "results" / f"{name}.html").exists()
     assert (html / "book" / "api.html").read_text().count('class="sig-name descname"') > 20
+
+
+@pytest.mark.slow
+def test_book_pages_load_nothing_from_a_network(book):
+    """Widget state is left out of the book copies, so no page needs require.js or a CDN."""
+    html = Path(book["html"]) / "book" / "results"
+    for name in NOTEBOOKS:
+        copy = nbformat.read(Path(book["src"]) / "book" / "results" / f"{name}.ipynb", as_version=4)
+        assert "widgets" not in copy.metadata
+        page = (html / f"{name}.html").read_text()
+        remote = re.findall(r'<script[^>]+src="(https?://[^"]+)"', page)
+        assert not remote, f"{name}.html loads {remote}"
+
+
+def test_book_copy_drops_widget_state_and_views(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"x": {}}}}
+    view = {WIDGET_VIEW: {"model_id": "x"}, "text/plain": "App()"}
+    nb.cells = [nbformat.v4.new_code_cell("app", outputs=[
+        nbformat.v4.new_output("display_data", data=view),
+        nbformat.v4.new_output("display_data", data={"text/html": "<b>kept</b>"}),
+    ])]
+    source = tmp_path / "executed.ipynb"
+    nbformat.write(nb, source)
+    copy = nbformat.read(write_book_copy(source, tmp_path / "book" / "copy.ipynb"), as_version=4)
+    assert "widgets" not in copy.metadata
+    outputs = copy.cells[0].outputs
+    assert [dict(o.data) for o in outputs] == [{"text/plain": "App()"}, {"text/html": "<b>kept</b>"}]
+    assert "widgets" in nbformat.read(source, as_version=4).metadata  # the executed copy is intact
 
 
 @pytest.mark.slow

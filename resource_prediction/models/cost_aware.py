@@ -82,9 +82,9 @@ class CostAwareRegressor(BasePredictor):
     def __init__(
         self,
         penalty: float = DEFAULT_PENALTY,
-        n_estimators: int = 300,
-        learning_rate: float = 0.05,
-        num_leaves: int = 31,
+        n_estimators: int = 150,
+        learning_rate: float = 0.1,
+        num_leaves: int = 15,
         min_child_samples: int = 20,
         scale_n_estimators: int = 100,
         scale_num_leaves: int = 15,
@@ -210,9 +210,9 @@ def search_space(trial) -> dict:
     """Optuna search space of :class:`CostAwareRegressor` (the penalty is the study's, not tuned)."""
     return {
         **suggest_preprocessor_params(trial),
-        "n_estimators": trial.suggest_int("n_estimators", 100, 300, step=50),
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=25),
+        "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
         "scale_num_leaves": trial.suggest_int("scale_num_leaves", 4, 63, log=True),
         "calibration": trial.suggest_float("calibration", 0.8, 1.3),
