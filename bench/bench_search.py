@@ -1,7 +1,10 @@
-"""Search throughput: Optuna trials per minute of every model family on the default data.
+"""Search and evaluation speed on the default data (target: both within 10 minutes on 2 cores).
 
-Preprocessing of the CV folds is timed once (it is cached per preprocessor setting and shared by
-the families); each family then runs ``--trials`` trials in an in-memory study.
+Runs what a user runs, in a fresh artifacts directory and timed:
+``resource-prediction search --n-trials 20 --n-jobs 2`` (every searched family) and then
+``resource-prediction evaluate --evaluate-all-archs``. Per family it records, from the study's trial
+timestamps, the wall time, trials per minute and how many trials were complete, pruned or failed.
+Writes JSON to ``--out`` (default ``artifacts/bench/search.json``).
 """
 
 from __future__ import annotations
@@ -10,74 +13,105 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
+from contextlib import redirect_stdout
+from io import StringIO
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
-from resource_prediction.config import families
-from resource_prediction.data import load_telemetry, time_split
+from resource_prediction.cli import main as cli
+from resource_prediction.paths import ArtifactPaths
 from resource_prediction.synthetic import DEFAULT_N_JOBS, generate_telemetry
-from resource_prediction.training.search import HyperparameterSearcher
+from resource_prediction.training.storage import STUDY_PREFIX
+
+TARGET_S = 600.0
+
+
+def family_stats(storage: str) -> dict[str, dict]:
+    """Per study: trial counts by state, wall time from first start to last end, trials/minute."""
+    out = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        starts = [t.datetime_start for t in trials if t.datetime_start]
+        ends = [t.datetime_complete for t in trials if t.datetime_complete]
+        seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else None
+        states = [t.state for t in trials]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        out[summary.study_name.removeprefix(f"{STUDY_PREFIX}/")] = {
+            "trials": len(trials),
+            "complete": states.count(TrialState.COMPLETE),
+            "pruned": states.count(TrialState.PRUNED),
+            "failed": states.count(TrialState.FAIL),
+            "seconds": seconds,
+            "trials_per_minute": 60.0 * len(trials) / seconds if seconds else None,
+            "best_cv_score": min(t.value for t in complete) if complete else None,
+        }
+    return out
+
+
+def _timed_cli(argv: list[str]) -> tuple[float, str]:
+    buffer = StringIO()
+    start = time.perf_counter()
+    with redirect_stdout(buffer):
+        rc = cli(argv)
+    if rc:
+        raise SystemExit(f"resource-prediction {' '.join(argv)} exited {rc}:\n{buffer.getvalue()}")
+    return time.perf_counter() - start, buffer.getvalue()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="artifacts/bench/search.json")
-    parser.add_argument("--data", help="raw telemetry (default: generated, the default size)")
+    parser.add_argument("--data", help="raw telemetry (default: generated, --jobs jobs, seed 0)")
     parser.add_argument("--jobs", type=int, default=DEFAULT_N_JOBS)
-    parser.add_argument("--trials", type=int, default=3, help="trials per family")
-    parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--family", action="append", help="only these families")
+    parser.add_argument("--trials", type=int, default=20, help="trials per family")
+    parser.add_argument("--n-jobs", type=int, default=2, help="parallel trials")
+    parser.add_argument("--artifacts-dir", help="keep the run here (default: a temporary directory)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    df = load_telemetry(args.data) if args.data else generate_telemetry(args.jobs, seed=0)
-    train, _ = time_split(df)
-    names = args.family or [*families("regression"), *families("classification")]
-    searcher = HyperparameterSearcher(
-        train, families=names, n_trials=args.trials, storage="memory", n_folds=args.folds,
-        show_progress_bar=False,
-    )
-    start = time.perf_counter()
-    for encoding in ("category", "onehot"):
-        for quant in (True, False):
-            searcher.cache.folds(encoding, {"use_quant_features": quant})
-    preprocess_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+        artifacts = Path(args.artifacts_dir or tmp)
+        paths = ArtifactPaths(artifacts).ensure()
+        data = Path(args.data) if args.data else paths.data / "bench_telemetry.parquet"
+        if not args.data:
+            generate_telemetry(args.jobs, seed=0).to_parquet(data)
+        common = ["--artifacts-dir", str(artifacts), "--data", str(data)]
+        load_start = os.getloadavg()
+        search_s, _ = _timed_cli(["search", *common, "--n-trials", str(args.trials),
+                                  "--n-jobs", str(args.n_jobs), "--no-progress-bar"])
+        evaluate_s, _ = _timed_cli(["evaluate", *common, "--evaluate-all-archs"])
+        storage = f"sqlite:///{paths.studies / 'optuna.db'}"
+        families = family_stats(storage)
+        holdout = json.loads((paths.reports / "holdout_results.json").read_text())
 
-    per_family = {}
-    for name in searcher.families:
-        result = searcher.search_family(name)
-        minutes = result.seconds / 60.0
-        per_family[name] = {
-            "trials": result.n_trials,
-            "complete": result.n_complete,
-            "pruned": result.n_pruned,
-            "failed": result.n_failed,
-            "seconds": result.seconds,
-            "seconds_per_trial": result.seconds / max(result.n_trials, 1),
-            "trials_per_minute": result.n_trials / minutes if minutes > 0 else None,
-            "best_cv_score": result.best_value,
-        }
-        print(f"{name:26s} {per_family[name]['seconds_per_trial']:7.1f} s/trial  "
-              f"best {result.best_value}", flush=True)
-    total_per_trial = sum(v["seconds_per_trial"] for v in per_family.values())
+    total = search_s + evaluate_s
     results = {
-        "jobs": len(df),
-        "train_jobs": len(train),
-        "folds": args.folds,
+        "data": str(args.data) if args.data else f"generated: {args.jobs} jobs, seed 0",
         "trials_per_family": args.trials,
+        "parallel_trials": args.n_jobs,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average": os.getloadavg()},
-        "preprocess_folds_s": preprocess_s,
-        "families": per_family,
-        "seconds_per_trial_all_families": total_per_trial,
-        "estimated_20_trials_all_families_s": 20 * total_per_trial + preprocess_s,
+                    "load_average_at_start": load_start, "load_average_at_end": os.getloadavg()},
+        "search_s": search_s,
+        "evaluate_s": evaluate_s,
+        "total_s": total,
+        "target_s": TARGET_S,
+        "meets_target": total <= TARGET_S,
+        "families": families,
+        "holdout": holdout,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    out.write_text(json.dumps(results, indent=2, default=str))
+    for name, stats in families.items():
+        print(f"{name:26s} {stats['trials_per_minute'] or 0:6.1f} trials/min  "
+              f"({stats['complete']} complete, {stats['pruned']} pruned, {stats['failed']} failed)")
+    print(f"search {search_s:.0f} s + evaluation {evaluate_s:.0f} s = {total:.0f} s "
+          f"(target {TARGET_S:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -154,12 +156,13 @@ def test_quantile_ensemble_composes_lightgbm(data):
 
 
 def test_quantile_ensemble_nested_params_leave_defaults_alone():
+    default = dict(DEFAULT_MEMBERS)["hgb"].max_iter
     qe = QuantileEnsembleRegressor()
-    assert qe.get_params(deep=True)["hgb__max_iter"] == 200
+    assert qe.get_params(deep=True)["hgb__max_iter"] == default != 7
     qe.set_params(hgb__max_iter=7, xgb__max_depth=2)
     assert qe.get_params()["hgb__max_iter"] == 7 and qe.get_params()["xgb__max_depth"] == 2
-    assert dict(DEFAULT_MEMBERS)["hgb"].max_iter == 200
-    assert QuantileEnsembleRegressor().get_params()["hgb__max_iter"] == 200
+    assert dict(DEFAULT_MEMBERS)["hgb"].max_iter == default
+    assert QuantileEnsembleRegressor().get_params()["hgb__max_iter"] == default
     assert clone(qe).get_params()["hgb__max_iter"] == 7
     with pytest.raises(ValueError):
         qe.set_params(hgb__no_such_param=1)
@@ -239,6 +242,22 @@ def test_empty_bins_do_not_break_predict():
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     alloc = model.predict(X)
     assert np.mean(alloc >= y) > 0.95
+
+
+@pytest.mark.parametrize("strategy", ["multi_output_tree", "one_output_per_tree"])
+def test_xgboost_bins_grow_one_tree_per_round_with_multi_output_trees(strategy, data):
+    X_train, X_holdout = data["category"]
+    model = XGBoostBinnedClassifier(n_bins=5, n_estimators=8, multi_strategy=strategy)
+    model.fit(X_train, data["y_train"])
+    booster = model.classifier_.get_booster()
+    trees = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
+    per_round = 1 if strategy == "multi_output_tree" else model.seen_bins_.size
+    assert len(trees) == 8 * per_round
+    # Multi-output trees have no categorical splits: the category columns enter as codes.
+    assert ("c" in (booster.feature_types or [])) == (strategy == "one_output_per_tree")
+    proba = model.predict_proba(X_holdout)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(model.predict(X_holdout) > 0)
 
 
 def test_confidence_rule_moves_up_one_bin(data):

@@ -52,6 +52,9 @@ random_state :
         (the batch throughput target). XGBoost has no categorical splits in such trees, so the
         categorical features enter as their integer codes. ``one_output_per_tree`` is the classic
         tree per class and round, with categorical splits.
+    max_bin : int
+        Histogram bins per feature (XGBoost's default is 256; 64 fits about twice as fast here and
+        scores the same).
     n_jobs : int
     """
 
@@ -71,6 +74,7 @@ random_state :
         subsample: float = 0.9,
         colsample_bytree: float = 1.0,
         multi_strategy: str = "multi_output_tree",
+        max_bin: int = 64,
         random_state: int = 0,
         n_jobs: int = 1,
     ):
@@ -88,6 +92,7 @@ random_state :
         self.subsample = subsample
         self.colsample_bytree = colsample_bytree
         self.multi_strategy = multi_strategy
+        self.max_bin = max_bin
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -101,6 +106,7 @@ random_state :
             colsample_bytree=self.colsample_bytree,
             multi_strategy=self.multi_strategy,
             tree_method="hist",
+            max_bin=self.max_bin,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
         )

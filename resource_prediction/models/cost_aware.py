@@ -82,11 +82,11 @@ class CostAwareRegressor(BasePredictor):
     def __init__(
         self,
         penalty: float = DEFAULT_PENALTY,
-        n_estimators: int = 150,
-        learning_rate: float = 0.1,
+        n_estimators: int = 100,
+        learning_rate: float = 0.15,
         num_leaves: int = 15,
         min_child_samples: int = 20,
-        scale_n_estimators: int = 100,
+        scale_n_estimators: int = 50,
         scale_num_leaves: int = 15,
         scale_min_child_samples: int = 50,
         n_folds: int = 3,
@@ -210,7 +210,7 @@ def search_space(trial) -> dict:
     """Optuna search space of :class:`CostAwareRegressor` (the penalty is the study's, not tuned)."""
     return {
         **suggest_preprocessor_params(trial),
-        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=25),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 150, step=25),
         "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
