@@ -33,14 +33,16 @@ browser:
 
 # The whole job on the default data: the classification search (CLI), then the notebooks via
 # papermill (regression search, every family evaluated, simulation), then the book.
-# Budget per family and search: TRIALS trials or TIMEOUT seconds, whichever comes first.
-TRIALS  ?= 6
-TIMEOUT ?= 30
+# Budget per family and search: TRIALS trials or TIMEOUT seconds, whichever comes first, JOBS
+# trials at a time (one per core), THREADS OpenMP threads each.
+TRIALS  ?= 10
+TIMEOUT ?= 120
+JOBS    ?= 2
 THREADS ?= 1
 run: venv
 	$(BIN)/resource-prediction summary --artifacts-dir $(ARTIFACTS) --json $(ARTIFACTS)/reports/data_summary.json
-	OMP_NUM_THREADS=$(THREADS) $(BIN)/resource-prediction search --artifacts-dir $(ARTIFACTS) --task-type classification --n-trials $(TRIALS) --timeout $(TIMEOUT) --no-progress-bar
-	$(BIN)/resource-prediction --artifacts-dir $(ARTIFACTS) --model-type regression --run-search --evaluate-all-archs --n-trials $(TRIALS) --timeout $(TIMEOUT) --threads $(THREADS)
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/resource-prediction search --artifacts-dir $(ARTIFACTS) --task-type classification --n-trials $(TRIALS) --timeout $(TIMEOUT) --n-jobs $(JOBS) --no-progress-bar
+	$(BIN)/resource-prediction --artifacts-dir $(ARTIFACTS) --model-type regression --run-search --evaluate-all-archs --n-trials $(TRIALS) --timeout $(TIMEOUT) --n-jobs $(JOBS) --threads $(THREADS)
 	$(MAKE) --no-print-directory html
 	@echo "book:    $(abspath $(BOOK))/index.html   (make serve: http://localhost:$(PORT))"
 	@echo "models:  $(abspath $(ARTIFACTS))/trained_models"

@@ -103,6 +103,8 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n-trials", type=int, default=DEFAULT_N_TRIALS,
                    help="Optuna trials per family (default: %(default)s)")
     g.add_argument("--timeout", type=float, help="search time limit per family, seconds")
+    g.add_argument("--n-jobs", type=int, default=1,
+                   help="parallel trials of the search (threads; default: %(default)s)")
     g.add_argument("--storage", help="Optuna storage URL (default: SQLite under the artifacts)")
     g.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     g.add_argument("--jobs", type=int, default=DEFAULT_N_JOBS,
@@ -134,6 +136,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             evaluate_all_archs=args.evaluate_all_archs,
             n_trials=args.n_trials,
             timeout=args.timeout,
+            n_jobs=args.n_jobs,
             storage=args.storage,
             seed=args.seed,
             jobs=args.jobs,

@@ -88,6 +88,8 @@ class PipelineConfig:
         The seed project's flags (see the module docstring).
     n_trials, timeout : int, float or None
         Optuna budget per family (trials, seconds).
+    n_jobs : int
+        Parallel trials of the search (threads; 2 uses both cores of a 2-core machine).
     storage : str or None
         Optuna storage URL (``None``: the SQLite file of the artifacts).
     seed : int
@@ -121,6 +123,7 @@ class PipelineConfig:
     evaluate_all_archs: bool = False
     n_trials: int = DEFAULT_N_TRIALS
     timeout: float | None = None
+    n_jobs: int = 1
     storage: str | None = None
     seed: int = 0
     jobs: int = DEFAULT_N_JOBS
@@ -139,6 +142,8 @@ class PipelineConfig:
             raise ValueError("preprocess_only and skip_preprocessing contradict each other")
         if self.n_trials < 1:
             raise ValueError(f"n_trials must be at least 1, got {self.n_trials}")
+        if self.n_jobs < 1:
+            raise ValueError(f"n_jobs must be at least 1, got {self.n_jobs}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
 
@@ -163,6 +168,7 @@ class PipelineConfig:
             "evaluate_all_archs": self.evaluate_all_archs,
             "n_trials": self.n_trials,
             "timeout": self.timeout,
+            "n_jobs": self.n_jobs,
             "storage": self.storage or paths.default_storage,
             "seed": self.seed,
             "n_generated_jobs": self.jobs,
