@@ -133,11 +133,11 @@ def replay_animation(
     ]
     fig.update_layout(
         title=dict(text=f"{title}: {stops[0]:,} of {n:,} jobs", y=0.98, yanchor="top"),
-        template="plotly_white", height=640,
+        template="plotly_white", height=760,
         xaxis=dict(title="job time (UTC)", range=[t[0], t[-1]]),
-        yaxis=dict(title="memory (GB, log scale)", type="log", range=y_range),
+        yaxis=dict(title="memory (GB, log scale)", type="log", range=y_range, dtick=1),
         legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
-        margin=dict(l=60, r=20, t=120, b=150),
+        margin=dict(l=60, r=20, t=210, b=150),
         updatemenus=[dict(
             type="buttons", direction="left", x=0, y=-0.2, xanchor="left", yanchor="top",
             showactive=False, pad=dict(t=0, r=10),
