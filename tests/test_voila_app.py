@@ -144,6 +144,20 @@ def test_voila_app_steps_plays_and_switches(voila_url, artifacts, tmp_path):
             paused_at = int(_text(page, ".rp-counters .rp-jobs").replace(",", ""))
             time.sleep(1.0)
             assert int(_text(page, ".rp-counters .rp-jobs").replace(",", "")) == paused_at
+            if "finished" in _text(page, ".rp-status"):
+                # Fast models replay all 300 jobs before the pause lands: restart and step once so
+                # the switch below happens mid-replay.
+                page.click("button.rp-reset")
+                page.wait_for_function(
+                    "document.querySelector('.rp-status').textContent.includes('job 0 of')",
+                    timeout=30_000,
+                )
+                page.click("button.rp-step")
+                page.wait_for_function(
+                    "document.querySelector('.rp-status').textContent.includes('job 1 of')",
+                    timeout=30_000,
+                )
+                paused_at = 1
 
             # Switch model mid-replay: the position is kept, the panel names the new model.
             page.get_by_label("lightgbm_regression").check()
@@ -153,7 +167,7 @@ def test_voila_app_steps_plays_and_switches(voila_url, artifacts, tmp_path):
             )
             page.click("button.rp-step")
             page.wait_for_function(
-                f"Number(document.querySelector('.rp-counters .rp-jobs').textContent) === {paused_at + 1}",
+                f"document.querySelector('.rp-status').textContent.includes('job {paused_at + 1} of')",
                 timeout=30_000,
             )
             status = _text(page, ".rp-status")
