@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -155,9 +160,52 @@ def test_search_resumes_counting_on_and_keeping_the_best(train, tmp_path):
         _searcher(train, url, penalty=10.0).create_study(CHEAP)
 
 
-def test_two_worker_processes_share_one_study(jobs, tmp_path):
+def _run_as_postgres(args: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run its tools as the ``postgres`` user."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throw-away PostgreSQL server on a free local port (skipped when PostgreSQL is absent)."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver (extra 'postgres') is not installed")
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not on PATH")
+    root = Path(tempfile.mkdtemp(prefix="rp-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", _free_port()
+    try:
+        subprocess.run(_run_as_postgres([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"]),
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run(_run_as_postgres([
+            pg_ctl, "-D", str(data), "-l", str(root / "server.log"), "-w", "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+            "start",
+        ]), check=True, capture_output=True, timeout=120)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server: {exc}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_run_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+                       capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_two_worker_processes_share_one_study(backend, jobs, tmp_path, request):
     data = save_telemetry(jobs, tmp_path / "jobs.csv")
-    url = f"journal:///{tmp_path}/shared.log"
+    url = (f"journal:///{tmp_path}/shared.log" if backend == "journal"
+           else request.getfixturevalue("postgres_url"))
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "resource_prediction", "search", "--data", str(data),

@@ -94,7 +94,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-type", choices=SEARCH_TASK_TYPES, help="only this task type (default both)")
     p.add_argument("--model-family", action="append", metavar="NAME",
                    help="a registered family (repeatable; default every family of the task type)")
-    p.add_argument("--storage", help="Optuna storage URL: sqlite:///..., postgresql://..., "
+    p.add_argument("--storage", help="Optuna storage URL: sqlite:///..., postgresql+psycopg://..., "
                    "journal:///path.log (default <artifacts>/studies/optuna.db)")
     p.add_argument("--penalty", type=float, default=DEFAULT_PENALTY)
     p.add_argument("--seed", type=int, default=0)

@@ -23,14 +23,15 @@ trials only fit models.
 
 Distributed search on several machines (one PostgreSQL database)::
 
-    # once: a database the workers can reach
+    # once: a database the workers can reach, and the driver on every machine
+    pip install -e '.[postgres]'
     createdb -h db.example.org -U optuna resource_prediction
     # on every machine (same data file, same penalty and folds; a different --seed per worker so the
     # samplers do not propose the same points):
     resource-prediction search --data telemetry.csv --n-trials 50 --seed $WORKER_ID \\
-        --storage postgresql+psycopg2://optuna:secret@db.example.org/resource_prediction
+        --storage postgresql+psycopg://optuna:secret@db.example.org/resource_prediction
     # then, anywhere:
-    resource-prediction evaluate --data telemetry.csv --storage postgresql+psycopg2://...
+    resource-prediction evaluate --data telemetry.csv --storage postgresql+psycopg://...
 
 Each worker runs ``--n-trials`` more trials per family; the studies add them up. For several
 processes on one machine use a journal file instead of SQLite:

@@ -8,7 +8,7 @@ A storage is named by one URL:
 * ``journal:///abs/path/studies.log`` (or ``journal://relative/path.log``): Optuna's
   :class:`~optuna.storages.JournalStorage` on an append-only file with file locks. Use it for several
   worker processes on one machine.
-* any SQLAlchemy URL (``postgresql+psycopg2://user:password@host/db``, ``mysql+pymysql://...``,
+* any SQLAlchemy URL (``postgresql+psycopg://user:password@host/db``, driver from the ``postgres`` extra, ``mysql+pymysql://...``,
   ``sqlite:///...``): an :class:`~optuna.storages.RDBStorage`. A PostgreSQL database lets workers on
   several machines share the studies.
 * ``memory``: in-process only (tests, notebooks); nothing persists.
