@@ -53,14 +53,15 @@ def family_stats(storage: str) -> dict[str, dict]:
     return out
 
 
-def _timed_cli(argv: list[str]) -> tuple[float, str]:
+def _timed_cli(argv: list[str]) -> float:
+    """Seconds ``resource-prediction <argv>`` took (its printed tables shown only if it fails)."""
     buffer = StringIO()
     start = time.perf_counter()
     with redirect_stdout(buffer):
         rc = cli(argv)
     if rc:
         raise SystemExit(f"resource-prediction {' '.join(argv)} exited {rc}:\n{buffer.getvalue()}")
-    return time.perf_counter() - start, buffer.getvalue()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -82,11 +83,10 @@ def main() -> None:
             generate_telemetry(args.jobs, seed=0).to_parquet(data)
         common = ["--artifacts-dir", str(artifacts), "--data", str(data)]
         load_start = os.getloadavg()
-        search_s, _ = _timed_cli(["search", *common, "--n-trials", str(args.trials),
-                                  "--n-jobs", str(args.n_jobs), "--no-progress-bar"])
-        evaluate_s, _ = _timed_cli(["evaluate", *common, "--evaluate-all-archs"])
-        storage = f"sqlite:///{paths.studies / 'optuna.db'}"
-        families = family_stats(storage)
+        search_s = _timed_cli(["search", *common, "--n-trials", str(args.trials),
+                               "--n-jobs", str(args.n_jobs), "--no-progress-bar"])
+        evaluate_s = _timed_cli(["evaluate", *common, "--evaluate-all-archs"])
+        families = family_stats(paths.default_storage)
         holdout = json.loads((paths.reports / "holdout_results.json").read_text())
 
     total = search_s + evaluate_s

@@ -1,7 +1,9 @@
-"""Shared fixtures: small generated data sets (seeded, cached per session)."""
+"""Shared fixtures: small generated data sets (seeded, cached per session) and free local ports."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -22,3 +24,15 @@ def small_telemetry() -> pd.DataFrame:
 def medium_telemetry() -> pd.DataFrame:
     """20,000 generated jobs with truth columns (seed 0)."""
     return generate_telemetry(20_000, seed=0, with_truth=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A function returning a free TCP port on 127.0.0.1 (for servers the tests start)."""
+    return _free_port

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -166,7 +165,7 @@ def _run_as_postgres(args: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def postgres_url():
+def postgres_url(free_port):
     """A throw-away PostgreSQL server on a free local port (skipped when PostgreSQL is absent)."""
     pytest.importorskip("psycopg", reason="the PostgreSQL driver (extra 'postgres') is not installed")
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
@@ -175,7 +174,7 @@ def postgres_url():
     root = Path(tempfile.mkdtemp(prefix="rp-postgres-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     try:
         subprocess.run(_run_as_postgres([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"]),
                        check=True, capture_output=True, timeout=120)
@@ -193,12 +192,6 @@ def postgres_url():
         subprocess.run(_run_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
                        capture_output=True, timeout=120)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,11 +37,6 @@ CHROMIUM_ARGS = [
 PAGE_TIMEOUT_MS = 240_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> Path:
@@ -52,10 +46,10 @@ def artifacts(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def voila_url(artifacts, tmp_path_factory):
+def voila_url(artifacts, tmp_path_factory, free_port):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent (make browser installs Debian's chromium)")
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("voila_log") / "voila.log").open("w")
     env = os.environ | {ARTIFACTS_ENV: str(artifacts)}
     proc = subprocess.Popen(
