@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,37 @@ def postgres_url(free_port):
         subprocess.run(_run_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
                        capture_output=True, timeout=120)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh_database(server_url: str, name: str) -> str:
+    """Create an empty database ``name`` on the test server; its URL."""
+    psycopg = pytest.importorskip("psycopg")
+    with psycopg.connect(server_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_workers_racing_to_create_the_schema_all_open_the_storage(postgres_url):
+    """Workers started together on an empty database all get the storage, whoever creates the tables."""
+    n = 8
+    for round_ in range(3):
+        url = _fresh_database(postgres_url, f"race{round_}")
+        start = threading.Barrier(n)
+        errors: list[BaseException] = []
+
+        def open_together(url=url, start=start, errors=errors) -> None:
+            start.wait()
+            try:
+                open_storage(url).get_all_studies()
+            except BaseException as exc:  # noqa: BLE001 - collected and reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_together) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, f"round {round_}: {errors[0]!r}"
 
 
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])

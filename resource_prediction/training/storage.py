@@ -19,13 +19,20 @@ trial is kept), and several processes given the same URL work on the same studie
 
 RDB storages run with a heartbeat: trials of a killed process stop beating and are marked failed
 (``fail_stale_trials``) when a search resumes, instead of staying ``RUNNING`` for ever.
+
+Workers started together on an empty database race to create Optuna's tables: the loser's
+``CREATE`` fails on an object the winner has just made. :func:`open_storage` retries, and the retry
+finds the schema in place.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
+
+import sqlalchemy.exc
 
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
@@ -50,6 +57,8 @@ STUDY_PREFIX = "resource-prediction"
 #: Seconds between heartbeats of a running trial (RDB storages); a trial silent for
 #: ``2 x HEARTBEAT_INTERVAL_S`` counts as dead.
 HEARTBEAT_INTERVAL_S = 30
+#: Attempts at opening an RDB storage whose schema other workers create at the same moment.
+SCHEMA_RACE_ATTEMPTS = 5
 JOURNAL_SCHEME = "journal://"
 MEMORY_URLS = ("memory", ":memory:")
 
@@ -97,14 +106,29 @@ def open_storage(storage: str | BaseStorage | None, paths: ArtifactPaths | None 
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         # Wait for a lock rather than fail at once when threads or processes write together.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: stable in practice
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=2 * HEARTBEAT_INTERVAL_S,
-        )
+    return _open_rdb(url, engine_kwargs)
+
+
+def _open_rdb(url: str, engine_kwargs: dict | None) -> RDBStorage:
+    """An :class:`RDBStorage` with heartbeats, retried while concurrent workers create the schema."""
+    for attempt in range(1, SCHEMA_RACE_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: stable in practice
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                    grace_period=2 * HEARTBEAT_INTERVAL_S,
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            # Another worker created a table, type or version row between our check and our
+            # CREATE/INSERT (PostgreSQL: UniqueViolation, DuplicateTable, DuplicateObject).
+            if attempt == SCHEMA_RACE_ATTEMPTS:
+                raise
+            log.info("storage schema created concurrently (%s); retrying", type(exc.orig).__name__)
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
 
 
 def describe_storage(storage: str | None, paths: ArtifactPaths | None = None) -> str:
