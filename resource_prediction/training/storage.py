@@ -33,7 +33,6 @@ import warnings
 from pathlib import Path
 
 import sqlalchemy.exc
-
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
