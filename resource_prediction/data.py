@@ -8,6 +8,7 @@ loses rows silently: rows that cannot be used are dropped, counted by reason, lo
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +198,9 @@ def coerce_raw(raw: pd.DataFrame, source: str = "<frame>") -> tuple[pd.DataFrame
 def load_telemetry(path: str | Path) -> pd.DataFrame:
     """Load raw telemetry (CSV with ``;`` or ``,``, or Parquet), typed and sorted by time.
 
-    Adds ``max_rss_gb`` (bytes / 1024**3) and ``memreq_gb`` (MB / 1024). Unusable rows are dropped,
+    A Nextflow trace report (recognised by its ``process`` and ``peak_rss`` columns) is mapped onto
+    the telemetry columns first (:mod:`resource_prediction.nextflow`; the workflow name is the file
+    name without a ``trace`` prefix). Adds ``max_rss_gb`` (bytes / 1024**3) and ``memreq_gb`` (MB / 1024). Unusable rows are dropped,
     counted by reason and reported in ``df.attrs["load_report"]`` and the log. Unknown extra columns
     are kept.
 
@@ -206,8 +209,13 @@ def load_telemetry(path: str | Path) -> pd.DataFrame:
     TelemetryError
         The file is missing or empty, a required column is missing, or no row is usable.
     """
+    from resource_prediction.nextflow import is_nextflow_trace, nextflow_to_telemetry
+
     path = Path(path)
     raw = read_raw(path)
+    if is_nextflow_trace(raw.columns):
+        workflow = re.sub(r"^trace[_-]?", "", path.stem) or path.stem
+        raw = nextflow_to_telemetry(raw, source=str(path), workflow=workflow)
     df, _ = coerce_raw(raw, source=str(path))
     return df
 

@@ -36,3 +36,12 @@ def _free_port() -> int:
 def free_port() -> Callable[[], int]:
     """A function returning a free TCP port on 127.0.0.1 (for servers the tests start)."""
     return _free_port
+
+
+@pytest.fixture(scope="session")
+def nextflow_traces() -> list[Path]:
+    """The real Nextflow traces of ``../shared/data/nextflow`` (skipped where they are absent)."""
+    traces = sorted((SHARED_DATA / "nextflow").glob("trace_*.csv"))
+    if not traces:
+        pytest.skip(f"no real Nextflow traces under {SHARED_DATA / 'nextflow'}")
+    return traces
