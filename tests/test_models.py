@@ -34,6 +34,7 @@ from resource_prediction.models import (
     business_scorer,
     learn_bins,
 )
+from resource_prediction.models.base import RECENT_FRACTION, RECENT_MIN_JOBS
 from resource_prediction.models.cost_aware import tail_levels
 from resource_prediction.models.quantile_ensemble import DEFAULT_MEMBERS
 from resource_prediction.preprocessing import ModelPreprocessor
@@ -316,11 +317,35 @@ def test_cost_aware_allocates_more_for_a_higher_penalty(data):
     model = CostAwareRegressor(penalty=1.0, **FAST_PARAMS["cost_aware_regression"])
     low = model.fit(X_train, data["y_train"]).predict(X_holdout)
     model.set_params(penalty=20.0)  # the penalty prices the fitted distributions at predict time
-    assert model.unit_cost() == pytest.approx(20.0 * data["y_train"].mean())
+    y = data["y_train"]
+    recent = y[-max(RECENT_MIN_JOBS, int(np.ceil(RECENT_FRACTION * y.size))):]
+    assert model.unit_cost() == pytest.approx(20.0 * recent.mean())
     assert model.predict(X_holdout).mean() > low.mean()
     info = model.explain(X_holdout.iloc[:20])
     assert info["quantile_level"].between(0.0, 1.0).all()
     assert (info["allocation_gb"] >= info["median_gb"]).all()
+
+
+def test_shuffled_cross_fitting_is_seeded(data):
+    X_train, X_holdout = data["category"]
+    params = {**FAST_PARAMS["cost_aware_regression"], "shuffle_folds": True}
+    first = CostAwareRegressor(**params).fit(X_train, data["y_train"])
+    again = CostAwareRegressor(**params).fit(X_train, data["y_train"])
+    blocks = CostAwareRegressor(**FAST_PARAMS["cost_aware_regression"]).fit(X_train, data["y_train"])
+    np.testing.assert_array_equal(first.predict(X_holdout), again.predict(X_holdout))
+    assert not np.allclose(first.residual_quantiles_, blocks.residual_quantiles_)
+
+
+def test_a_failure_is_priced_by_the_latest_training_peaks():
+    """Under drift the latest jobs' mean peak is the unit of the score to come, not the history's."""
+    X = pd.DataFrame({"x": np.arange(1000.0)})
+    y = np.r_[np.full(900, 1.0), np.full(100, 10.0)]  # the last 10 % of jobs need 10x more
+    model = CostAwareRegressor(n_estimators=5, scale_n_estimators=5, n_support=8).fit(X, y)
+    assert model.mean_peak_gb_ == pytest.approx(1.9)
+    assert model.peak_unit_gb() == pytest.approx(10.0)
+    assert model.unit_cost() == pytest.approx(model.penalty * 10.0)
+    small = CostAwareRegressor(n_estimators=5, scale_n_estimators=5, n_support=8).fit(X[:60], y[:60])
+    assert small.peak_unit_gb() == pytest.approx(1.0)  # at least RECENT_MIN_JOBS jobs
 
 
 # ---------------------------------------------------------------------- baselines

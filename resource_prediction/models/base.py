@@ -35,6 +35,8 @@ from resource_prediction.metrics import DEFAULT_PENALTY, business_score
 
 __all__ = [
     "PREPROCESSOR_PREFIX",
+    "RECENT_FRACTION",
+    "RECENT_MIN_JOBS",
     "BasePredictor",
     "business_loss",
     "business_scorer",
@@ -46,6 +48,11 @@ __all__ = [
 #: ``{"pre__use_quant_features": True, "alpha": 0.95}`` sets ``use_quant_features`` on the
 #: preprocessor and ``alpha`` on the model (the convention of scikit-learn pipeline step names).
 PREPROCESSOR_PREFIX = "pre__"
+#: Share of the latest training jobs whose mean peak prices a failure
+#: (:meth:`BasePredictor.peak_unit_gb`).
+RECENT_FRACTION = 0.1
+#: ... and at least this many jobs.
+RECENT_MIN_JOBS = 50
 
 
 def suggest_preprocessor_params(trial, use_quant_features=(True, False)) -> dict:
@@ -121,7 +128,11 @@ class BasePredictor(RegressorMixin, BaseEstimator, ABC):
     min_peak_gb_ : float
         The smallest training peak: the floor of every allocation.
     mean_peak_gb_ : float
-        The mean training peak (the business score's unit of a failure).
+        The mean training peak.
+    recent_mean_peak_gb_ : float
+        The mean peak of the latest training jobs (:data:`RECENT_FRACTION` of them, at least
+        :data:`RECENT_MIN_JOBS`; rows in time order, as :func:`~resource_prediction.data.time_split`
+        gives them): the business score's unit of a failure (:meth:`peak_unit_gb`).
     """
 
     preferred_encoding: ClassVar[str] = "category"
@@ -209,7 +220,20 @@ class BasePredictor(RegressorMixin, BaseEstimator, ABC):
             raise ValueError("y (peak memory in GB) must be finite and strictly positive")
         self.min_peak_gb_ = float(y.min())
         self.mean_peak_gb_ = float(y.mean())
+        recent = max(RECENT_MIN_JOBS, int(np.ceil(RECENT_FRACTION * y.size)))
+        self.recent_mean_peak_gb_ = float(y[-recent:].mean())
         return Xa, y
+
+    def peak_unit_gb(self) -> float:
+        """The mean peak that prices a failure: that of the latest training jobs.
+
+        The score's total over-allocation is relative to the peaks of the jobs being allocated,
+        so under drift (memory grows, the mix of tasks moves on) the latest jobs estimate that
+        unit better than the whole history. Models fitted before this attribute existed fall
+        back to the mean of all training peaks.
+        """
+        check_is_fitted(self)
+        return getattr(self, "recent_mean_peak_gb_", self.mean_peak_gb_)
 
     # ------------------------------------------------------------------ prediction
     @abstractmethod

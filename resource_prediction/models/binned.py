@@ -10,7 +10,7 @@ Allocation rule
 * the predicted bin is the most probable one (``decision="argmax"``, the default) or the one whose
   upper edge minimises the expected business cost under the predicted bin probabilities
   (``decision="expected_cost"``: ``unit_cost x P(peak above the edge) + E[(edge - peak)+]``, with
-  ``unit_cost = penalty x mean training peak`` and each bin's peaks at their training mean);
+  ``unit_cost = penalty x recent mean training peak`` and each bin's peaks at their training mean);
 * the allocation is the upper edge of the predicted bin;
 * a job whose top class probability is below ``confidence_threshold`` is moved up one bin;
 * the top bin's upper edge is the largest training peak times ``top_margin`` (never infinite);
@@ -173,7 +173,7 @@ class BinnedClassifier(BasePredictor):
         cum = np.cumsum(proba, axis=1)
         partial = np.cumsum(proba * self.bin_means_, axis=1)
         upper = self.bin_edges_[1:]
-        unit_cost = unit_failure_cost(self.mean_peak_gb_, self.penalty)  # read at predict time
+        unit_cost = unit_failure_cost(self.peak_unit_gb(), self.penalty)  # read at predict time
         cost = unit_cost * (1.0 - cum) + cum * upper - partial
         return cost.argmin(axis=1)
 

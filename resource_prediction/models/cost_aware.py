@@ -61,7 +61,12 @@ class CostAwareRegressor(BasePredictor):
     scale_n_estimators, scale_num_leaves, scale_min_child_samples :
         The scale booster (LightGBM on absolute out-of-fold residuals).
     n_folds : int
-        Folds of the cross-fitting (contiguous blocks: rows are in time order).
+        Folds of the cross-fitting.
+    shuffle_folds : bool
+        Cross-fit on shuffled folds instead of contiguous blocks of time. Blocks price the
+        errors of predicting later jobs (drift included); on workflows that run their task types
+        in phases a block holds types the other blocks never saw, and shuffled folds measure the
+        error on known types instead. Searched.
     n_support : int
         Sample points per job's predictive distribution.
     calibration : float
@@ -90,6 +95,7 @@ class CostAwareRegressor(BasePredictor):
         scale_num_leaves: int = 15,
         scale_min_child_samples: int = 50,
         n_folds: int = 3,
+        shuffle_folds: bool = False,
         n_support: int = 128,
         calibration: float = 1.0,
         random_state: int = 0,
@@ -104,6 +110,7 @@ class CostAwareRegressor(BasePredictor):
         self.scale_num_leaves = scale_num_leaves
         self.scale_min_child_samples = scale_min_child_samples
         self.n_folds = n_folds
+        self.shuffle_folds = shuffle_folds
         self.n_support = n_support
         self.calibration = calibration
         self.random_state = random_state
@@ -147,7 +154,9 @@ class CostAwareRegressor(BasePredictor):
             raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
         n = y.size
         z = np.log(y)
-        folds = list(KFold(n_splits=min(int(self.n_folds), n)).split(Xa))
+        seed = self.random_state if self.shuffle_folds else None
+        kfold = KFold(min(int(self.n_folds), n), shuffle=bool(self.shuffle_folds), random_state=seed)
+        folds = list(kfold.split(Xa))
         residual = z - self._cross_fit(self._location, Xa, z, folds)
         abs_res = np.abs(residual)
         floor = max(float(np.quantile(abs_res, 0.05)), 1e-6)
@@ -163,13 +172,13 @@ class CostAwareRegressor(BasePredictor):
         return self
 
     def unit_cost(self) -> float:
-        """Price of a failure in GB: ``penalty x mean training peak``.
+        """Price of a failure in GB: ``penalty x`` :meth:`peak_unit_gb` (the latest training jobs' mean peak).
 
         Read at prediction time, so ``set_params(penalty=...)`` on a fitted model re-prices the
         allocations without refitting (the distributions do not depend on the penalty).
         """
         check_is_fitted(self)
-        return unit_failure_cost(self.mean_peak_gb_, self.penalty)
+        return unit_failure_cost(self.peak_unit_gb(), self.penalty)
 
     def _location_scale(self, Xa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.penalty <= 0:
@@ -216,4 +225,5 @@ def search_space(trial) -> dict:
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
         "scale_num_leaves": trial.suggest_int("scale_num_leaves", 4, 63, log=True),
         "calibration": trial.suggest_float("calibration", 0.8, 1.3),
+        "shuffle_folds": trial.suggest_categorical("shuffle_folds", [False, True]),
     }
