@@ -36,7 +36,11 @@ from resource_prediction.plots.evaluation import (
     predicted_vs_actual_chart,
 )
 from resource_prediction.synthetic import generate_telemetry, oracle_allocation
-from resource_prediction.training.evaluation import Trainer, is_quantile_ensemble
+from resource_prediction.training.evaluation import (
+    Trainer,
+    is_quantile_ensemble,
+    warn_if_a_baseline_wins,
+)
 from resource_prediction.training.pareto import VARIANTS, choose_variants, pareto_mask
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -257,3 +261,15 @@ def test_figures_are_built_from_the_report_frames(regression_run, light_qe):
     assert all(len(t.x) <= 100 for t in scatter.data[:2])
     pareto = pareto_chart(pd.read_csv(paths.reports / "pareto.csv", keep_default_na=False))
     assert {t.name for t in pareto.data} >= set(VARIANTS)
+
+
+@pytest.mark.parametrize(("baseline_score", "warned"), [(90.0, True), (130.0, False)])
+def test_a_baseline_that_beats_the_champion_is_reported(baseline_score, warned, caplog):
+    holdout = pd.DataFrame({
+        "family": ["lightgbm_regression", "group_percentile", "configured_request"],
+        "task_type": ["regression", "baseline", "baseline"],
+        "business_score": [120.0, baseline_score, 200.0],
+    })
+    with caplog.at_level("WARNING", logger="resource_prediction.training.evaluation"):
+        warn_if_a_baseline_wins(holdout, {"regression": "lightgbm_regression", "overall": "lightgbm_regression"})
+    assert ("group_percentile" in caplog.text and "beats the overall champion" in caplog.text) is warned

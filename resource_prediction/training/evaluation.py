@@ -97,6 +97,21 @@ class EvaluationResult:
     seconds: float = 0.0
 
 
+def warn_if_a_baseline_wins(holdout: pd.DataFrame, champions: dict[str, str]) -> None:
+    """Say so when a baseline scores lower than the overall champion (small or shifting data)."""
+    scores = holdout.set_index("family")["business_score"]
+    base = holdout[(holdout["task_type"] == "baseline") & holdout["business_score"].notna()]
+    overall = champions.get("overall")
+    if overall is None or base.empty or base["business_score"].min() >= scores[overall]:
+        return
+    top = base.loc[base["business_score"].idxmin()]
+    log.warning(
+        "the baseline %s (holdout score %.1f) beats the overall champion %s (%.1f): keep the baseline,"
+        " or search longer and on more data, before deploying a model",
+        top["family"], top["business_score"], overall, scores[overall],
+    )
+
+
 class Trainer:
     """Refit, evaluate on the time holdout, choose champions and write the artifacts.
 
@@ -258,6 +273,7 @@ class Trainer:
             holdout = holdout.sort_values("business_score", kind="stable", na_position="last")
             holdout = holdout.reset_index(drop=True)
             champions = self.champions(holdout)
+            warn_if_a_baseline_wins(holdout, champions)
             pareto_points = self.pareto(holdout, models) if pareto else None
         predictions = self._predictions_frame(preds)
         summary = search_summary(list(MODEL_FAMILIES), self.storage, self.paths, self.study_prefix)
