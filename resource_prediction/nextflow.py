@@ -68,10 +68,14 @@ def _missing_dash(values: pd.Series) -> pd.Series:
     return text.where(~text.isin(["-", ""]) & values.notna())
 
 
-def parse_bytes(values: pd.Series, source: str = "<trace>", column: str = "memory") -> pd.Series:
+def parse_bytes(
+    values: pd.Series, source: str = "<trace>", column: str = "memory", errors: str = "raise"
+) -> pd.Series:
     """Sizes in bytes from numbers or Nextflow's text (``4 GB``, ``274.5 MB``; 1 KB = 1024 B).
 
-    Missing values stay missing; a text that is neither raises :class:`NextflowTraceError`.
+    Missing values stay missing. A text that is neither raises :class:`NextflowTraceError`
+    (``errors="raise"``) or comes back unchanged in a ``str`` column of the numbers
+    (``errors="keep"``, for the loader to drop and count).
 
     >>> parse_bytes(pd.Series(["4 GB", "512", "1.5 KB", "-"])).tolist()
     [4294967296.0, 512.0, 1536.0, nan]
@@ -79,19 +83,21 @@ def parse_bytes(values: pd.Series, source: str = "<trace>", column: str = "memor
     values = _missing_dash(values)
     numbers = pd.to_numeric(values, errors="coerce").astype("float64")
     rest = numbers.isna() & values.notna()
-    if rest.any():
-        parts = values[rest].astype("str").str.extract(_SIZE)
-        bad = parts[0].isna()
-        if bad.any():
-            lines = ", ".join(str(i + 2) for i in parts.index[bad][:5])
-            examples = values[rest][bad].head(3).tolist()
-            raise NextflowTraceError(
-                f"{source}: column {column!r} has {int(bad.sum())} value(s) that are neither bytes nor"
-                f" a size like '4 GB' (file lines {lines}): {examples}"
-            )
-        power = parts[1].str.upper().map(_UNITS).astype("float64")
-        numbers[rest] = parts[0].astype("float64") * 1024.0**power
-    return numbers
+    if not rest.any():
+        return numbers
+    parts = values[rest].astype("str").str.extract(_SIZE)
+    power = parts[1].str.upper().map(_UNITS).astype("float64")
+    numbers[rest] = parts[0].astype("float64") * 1024.0**power
+    bad = parts.index[parts[0].isna()]
+    if bad.empty:
+        return numbers
+    if errors == "keep":
+        return numbers.astype("str").where(numbers.notna(), values.astype("str"))
+    lines = ", ".join(str(i + 2) for i in bad[:5])
+    raise NextflowTraceError(
+        f"{source}: column {column!r} has {bad.size} value(s) that are neither bytes nor a size"
+        f" like '4 GB' (file lines {lines}): {values[bad].head(3).tolist()}"
+    )
 
 
 def _submit_times(values: pd.Series) -> pd.Series:
@@ -152,7 +158,8 @@ def nextflow_to_telemetry(
             "ts_phase": pd.Series("task", index=trace.index, dtype="str"),
             "ts_status": _text(trace, "status", "unknown"),
             "cgroup": _text(trace, "native_id", "unknown"),
-            "max_rss": parse_bytes(trace["peak_rss"], source, "peak_rss"),
+            # An unreadable peak stays text: the loader drops and counts it (non_numeric_max_rss).
+            "max_rss": parse_bytes(trace["peak_rss"], source, "peak_rss", errors="keep"),
             "max_cache": np.nan,
             "memreq": parse_bytes(trace["memory"], source, "memory") / BYTES_PER_MB,
         },

@@ -62,16 +62,24 @@ def test_sizes_parse_with_binary_units():
     np.testing.assert_allclose(got.to_numpy(), expected)
 
 
-def test_unreadable_sizes_and_missing_columns_name_the_file_column_and_lines(tmp_path):
-    bad = [*RAW_ROWS[:2], RAW_ROWS[2].replace("536870912", "lots")]
-    with pytest.raises(
-        NextflowTraceError, match=r"trace_demo\.csv.*'peak_rss'.*file lines 4.*lots"
-    ):
+def test_unreadable_requests_and_missing_columns_name_the_file_column_and_lines(tmp_path):
+    bad = [*RAW_ROWS[:2], RAW_ROWS[2].replace("2147483648", "lots")]
+    with pytest.raises(NextflowTraceError, match=r"trace_demo\.csv.*'memory'.*file lines 4.*lots"):
         load_telemetry(_write(tmp_path, bad))
     no_memory = [",".join(r.split(",")[:7] + r.split(",")[8:]) for r in RAW_ROWS]
     header = HEADER.replace(",memory", "")
     with pytest.raises(NextflowTraceError, match=r"trace_demo\.csv.*missing: memory"):
         load_telemetry(_write(tmp_path, no_memory, header=header))
+
+
+@pytest.mark.parametrize("rows", [RAW_ROWS, HUMAN_ROWS], ids=["raw", "human-readable"])
+def test_an_unreadable_peak_is_dropped_and_counted_like_any_bad_peak(tmp_path, rows, caplog):
+    bad = [rows[0], rows[1], rows[2].replace("536870912", "lots").replace("512 MB", "lots")]
+    df = load_telemetry(_write(tmp_path, bad))
+    report = df.attrs["load_report"]
+    assert report["dropped_by_reason"] == {"missing_max_rss": 1, "non_numeric_max_rss": 1}
+    assert "file lines 4" in caplog.text
+    np.testing.assert_allclose(df["max_rss_gb"], [1.0])
 
 
 def test_trace_errors_are_telemetry_errors():

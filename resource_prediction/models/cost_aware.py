@@ -172,7 +172,7 @@ class CostAwareRegressor(BasePredictor):
         return self
 
     def unit_cost(self) -> float:
-        """Price of a failure in GB: ``penalty x`` :meth:`peak_unit_gb` (the latest training jobs' mean peak).
+        """Price of a failure in GB: ``penalty x`` :meth:`peak_unit_gb` (latest jobs' mean peak).
 
         Read at prediction time, so ``set_params(penalty=...)`` on a fitted model re-prices the
         allocations without refitting (the distributions do not depend on the penalty).
