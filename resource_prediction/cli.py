@@ -104,7 +104,7 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
                    help="Optuna trials per family (default: %(default)s)")
     g.add_argument("--timeout", type=float, help="search time limit per family, seconds")
     g.add_argument("--n-jobs", type=int, default=1,
-                   help="parallel trials of the search (threads; default: %(default)s)")
+                   help="parallel trials of the search (worker processes; default: %(default)s)")
     g.add_argument("--storage", help="Optuna storage URL (default: SQLite under the artifacts)")
     g.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     g.add_argument("--jobs", type=int, default=DEFAULT_N_JOBS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from resource_prediction.training.search import (
     time_series_folds,
 )
 from resource_prediction.training.storage import open_storage, study_name
+from resource_prediction.training.workers import RUN_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -64,6 +66,13 @@ class FailingRegressor(BasePredictor):
 
     def _predict(self, Xa):  # pragma: no cover - never fitted
         return np.zeros(len(Xa))
+
+
+class CrashingRegressor(FailingRegressor):
+    """A model whose fit kills its process the way a native library's segmentation fault does."""
+
+    def fit(self, X, y):
+        os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def _failing_space(trial) -> dict:
@@ -247,6 +256,43 @@ def test_two_worker_processes_share_one_study(backend, jobs, tmp_path, request):
     states = [t.state for t in study.trials]
     assert len(states) == 6 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert len({t.number for t in study.trials}) == 6
+
+
+def test_parallel_trials_run_in_worker_processes_on_one_study(train, tmp_path):
+    url = f"sqlite:///{tmp_path}/studies.db"
+    searcher = _searcher(train, url, n_trials=6, n_jobs=2)
+    assert searcher._worker_pool() is not None  # a shared storage: processes, not threads
+    result = searcher.run()[CHEAP]
+    assert result.status == "ok" and result.n_trials == 6
+    study = optuna.load_study(study_name=study_name(CHEAP), storage=open_storage(url))
+    runs = {t.user_attrs.get(RUN_ATTR) for t in study.trials}
+    assert len(runs) == 1 and None not in runs  # every trial ran in this search's workers
+    # The two workers' samplers are seeded apart: their random start-up trials differ.
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == len(params)
+    assert searcher._workers is None  # run() stopped the workers
+
+
+def test_in_memory_studies_and_main_module_families_use_threads(train):
+    assert _searcher(train, "memory", n_jobs=2)._worker_pool() is None
+
+
+def test_a_worker_that_crashes_fails_its_trial_and_the_search_goes_on(train, tmp_path):
+    family = register_family(ModelFamily(
+        "crashes", "regression", CrashingRegressor, _failing_space, "kills its process (tests)"
+    ))
+    try:
+        url = f"sqlite:///{tmp_path}/studies.db"
+        searcher = _searcher(train, url, families=[family.name, CHEAP], n_trials=4, n_jobs=2)
+        results = searcher.run()
+    finally:
+        unregister_family(family.name)
+    crashed = results[family.name]
+    assert crashed.status == "failed" and crashed.n_failed >= 1
+    assert any("worker process died" in r for r in crashed.fail_reasons)
+    study = optuna.load_study(study_name=study_name(family.name), storage=open_storage(url))
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert results[CHEAP].status == "ok" and results[CHEAP].n_trials == 4  # a fresh pool
 
 
 def test_a_failing_family_is_reported_and_the_search_goes_on(train, tmp_path, failing_family, capsys):

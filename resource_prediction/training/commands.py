@@ -107,7 +107,7 @@ def add_search(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--n-trials", type=int, default=20, help="more trials per family in this run")
     p.add_argument("--timeout", type=float, help="seconds per family in this run")
-    p.add_argument("--n-jobs", type=int, default=1, help="parallel trials (threads)")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel trials (worker processes sharing the study)")
     p.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="expanding-window CV folds")
     p.add_argument("--no-progress-bar", action="store_true")
     p.set_defaults(func=cmd_search)

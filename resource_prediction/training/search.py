@@ -63,11 +63,14 @@ from resource_prediction.metrics import DEFAULT_PENALTY, business_score
 from resource_prediction.paths import ArtifactPaths
 from resource_prediction.preprocessing import ModelPreprocessor
 from resource_prediction.training.storage import (
+    MEMORY_URLS,
     STUDY_PREFIX,
     describe_storage,
     open_storage,
+    resolve_storage_url,
     study_name,
 )
+from resource_prediction.training.workers import RUN_ATTR, WorkerPool
 
 __all__ = [
     "DEFAULT_FOLDS",
@@ -303,7 +306,9 @@ class HyperparameterSearcher:
     timeout : float, optional
         Seconds per family in this run.
     n_jobs : int
-        Parallel trials (threads) per study.
+        Parallel trials per study: worker processes sharing the study through its storage
+        (:mod:`~resource_prediction.training.workers`), or threads where processes cannot share
+        it (the ``memory`` storage, a storage object, families that do not pickle).
     storage : str or optuna storage, optional
         Storage URL (see :mod:`~resource_prediction.training.storage`); default the SQLite file of
         ``paths``.
@@ -362,6 +367,7 @@ class HyperparameterSearcher:
         self.paths = paths or ArtifactPaths()
         self.storage_url = storage if isinstance(storage, str) or storage is None else None
         self.storage = open_storage(storage, self.paths)
+        self._storage_is_object = not (isinstance(storage, str) or storage is None)
         self.penalty = penalty
         self.seed = seed
         self.n_folds = n_folds
@@ -371,10 +377,29 @@ class HyperparameterSearcher:
         self.threads_per_trial = threads_per_trial
         self.cache = FoldCache(train_raw, n_folds)
         self.fingerprint = _fingerprint(self.cache.train_raw)
+        self._workers: WorkerPool | None = None
+
+    def shared_storage_url(self) -> str | None:
+        """The storage URL other processes can open (``None`` for memory or a storage object)."""
+        if self._storage_is_object:
+            return None
+        url = resolve_storage_url(self.storage_url, self.paths)
+        return None if url in MEMORY_URLS else url
+
+    def worker_kwargs(self) -> dict:
+        """Constructor arguments of the searcher a worker process builds (one trial at a time)."""
+        return {
+            "storage": self.shared_storage_url(), "penalty": self.penalty, "seed": self.seed,
+            "n_folds": self.n_folds, "paths": self.paths, "n_startup_trials": self.n_startup_trials,
+            "study_prefix": self.study_prefix, "threads_per_trial": self.threads_per_trial,
+            "n_trials": self.n_trials, "timeout": self.timeout, "n_jobs": 1, "show_progress_bar": False,
+        }
 
     # ------------------------------------------------------------------ studies
-    def create_study(self, family: str) -> optuna.Study:
-        """Create or load the family's study (seeded TPE sampler, median pruner).
+    def create_study(self, family: str, sampler_seed: int | None = None) -> optuna.Study:
+        """Create or load the family's study (TPE sampler seeded with ``seed``, median pruner).
+
+        ``sampler_seed`` overrides the sampler's seed (parallel workers each get their own).
 
         Raises
         ------
@@ -388,7 +413,10 @@ class HyperparameterSearcher:
             study_name=study_name(family, self.study_prefix),
             direction="minimize",
             load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.n_startup_trials),
+            sampler=optuna.samplers.TPESampler(
+                seed=self.seed if sampler_seed is None else sampler_seed,
+                n_startup_trials=self.n_startup_trials,
+            ),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=self.n_startup_trials, n_warmup_steps=0),
         )
         attrs = study.user_attrs
@@ -411,8 +439,11 @@ class HyperparameterSearcher:
         return study
 
     # ------------------------------------------------------------------ objective
-    def objective(self, family: str) -> Callable[[optuna.Trial], float]:
-        """The define-by-run objective of a family: mean CV business score of a trial's params."""
+    def objective(self, family: str, run: str | None = None) -> Callable[[optuna.Trial], float]:
+        """The define-by-run objective of a family: mean CV business score of a trial's params.
+
+        ``run`` (a worker pool's id) is recorded on every trial, so the pool can find its trials.
+        """
         fam = get_family(family)
         encoding = getattr(fam.estimator_class, "preferred_encoding", "category")
 
@@ -443,6 +474,8 @@ class HyperparameterSearcher:
             return float(np.mean(scores))
 
         def objective(trial: optuna.Trial) -> float:
+            if run is not None:
+                trial.set_user_attr(RUN_ATTR, run)
             try:
                 return cv_score(trial)
             except optuna.TrialPruned:
@@ -461,15 +494,10 @@ class HyperparameterSearcher:
         start = time.perf_counter()
         log.info("searching %s: %s trials, timeout %s, %d parallel, study %s (%d trials so far)",
                  family, self.n_trials, self.timeout, self.n_jobs, study.study_name, before)
-        with threadpool_limits(limits=self.threads_per_trial):
-            study.optimize(
-                self.objective(family),
-                n_trials=self.n_trials,
-                timeout=self.timeout,
-                n_jobs=self.n_jobs,
-                catch=(Exception,),
-                show_progress_bar=self.show_progress_bar,
-            )
+        if self.n_jobs > 1 and self._worker_pool() is not None:
+            self._workers.optimize(study, family)
+        else:
+            self.optimize(family, self.n_trials, self.timeout, self.n_jobs, study=study)
         result = family_result(study, family, get_family(family).task_type, time.perf_counter() - start)
         if result.status == "ok":
             log.info(
@@ -484,12 +512,54 @@ class HyperparameterSearcher:
             )
         return result
 
+    def optimize(
+        self,
+        family: str,
+        n_trials: int | None,
+        timeout: float | None,
+        n_jobs: int = 1,
+        *,
+        study: optuna.Study | None = None,
+        sampler_seed: int | None = None,
+        run: str | None = None,
+    ) -> optuna.Study:
+        """Run trials of ``family`` in this process (``n_jobs`` threads); the study is returned."""
+        study = study or self.create_study(family, sampler_seed)
+        with threadpool_limits(limits=self.threads_per_trial):
+            study.optimize(
+                self.objective(family, run),
+                n_trials=n_trials,
+                timeout=timeout,
+                n_jobs=n_jobs,
+                catch=(Exception,),
+                show_progress_bar=self.show_progress_bar,
+            )
+        return study
+
+    def _worker_pool(self) -> WorkerPool | None:
+        """The worker processes of parallel trials, or ``None`` where trials must use threads."""
+        if self._workers is None:
+            pool = WorkerPool(self)
+            if not pool.available():
+                return None
+            self._workers = pool
+        return self._workers
+
+    def close(self) -> None:
+        """Stop the worker processes of parallel trials (:meth:`run` does it when it ends)."""
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
+
     def run(self) -> dict[str, FamilyResult]:
         """Search every family in turn; families that fail do not stop the others."""
         log.info("search of %d families on %d training jobs, %d folds, penalty %g, storage %s",
                  len(self.families), len(self.cache.train_raw), self.n_folds, self.penalty,
                  describe_storage(self.storage_url, self.paths))
-        results = {name: self.search_family(name) for name in self.families}
+        try:
+            results = {name: self.search_family(name) for name in self.families}
+        finally:
+            self.close()
         failed = [name for name, r in results.items() if r.status != "ok"]
         if failed:
             log.error("families without any successful trial: %s", ", ".join(failed))

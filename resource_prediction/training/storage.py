@@ -4,7 +4,7 @@ A storage is named by one URL:
 
 * ``None`` (default): a SQLite file under the artifacts directory
   (:attr:`~resource_prediction.paths.ArtifactPaths.default_storage`, ``studies/optuna.db``). Good for
-  one process (with ``n_jobs`` threads); SQLite is not made for many concurrent writers.
+  one search (its ``n_jobs`` worker processes included); SQLite is not made for many concurrent writers.
 * ``journal:///abs/path/studies.log`` (or ``journal://relative/path.log``): Optuna's
   :class:`~optuna.storages.JournalStorage` on an append-only file with file locks. Use it for several
   worker processes on one machine.

@@ -1,0 +1,201 @@
+"""Parallel trials in worker processes that share one study through its storage.
+
+Optuna's ``n_jobs`` runs trials in threads of one process, where the models' native libraries fit
+at the same time. LightGBM is not safe under that: a 20-trial search with two threads died once of
+a segmentation fault in ``lib_lightgbm.so``, and the whole search with it. In worker processes a
+crash ends one worker: its running trial is marked failed with the reason, the other workers'
+trials finish, and the search goes on with a fresh pool for the next family. Processes also run
+the Python parts of trials in parallel, which threads cannot (the GIL).
+
+Workers are started with ``spawn`` (a clean interpreter: no OpenMP state inherited by ``fork``).
+Each receives the training rows and the families once, builds its own
+:class:`~resource_prediction.training.search.HyperparameterSearcher` and runs its share of a
+family's trials on the shared study, with a TPE sampler seeded apart from the others'.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import uuid
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from resource_prediction.config import MODEL_FAMILIES, ModelFamily, get_family, register_family
+
+if TYPE_CHECKING:
+    from resource_prediction.training.search import HyperparameterSearcher
+
+__all__ = ["RUN_ATTR", "WorkerPool", "sampler_seed", "trial_shares"]
+
+log = logging.getLogger(__name__)
+
+#: User attribute of a trial: the id of the pool whose worker ran it.
+RUN_ATTR = "worker_run"
+
+_SEARCHER: HyperparameterSearcher | None = None
+
+
+def trial_shares(n_trials: int | None, n_workers: int) -> list[int | None]:
+    """Split a trial budget over workers (``None``: no trial limit, each runs to the timeout).
+
+    >>> trial_shares(20, 3), trial_shares(1, 2), trial_shares(None, 2)
+    ([7, 7, 6], [1, 0], [None, None])
+    """
+    if n_trials is None:
+        return [None] * n_workers
+    return [n_trials // n_workers + (i < n_trials % n_workers) for i in range(n_workers)]
+
+
+def sampler_seed(seed: int, worker: int) -> int:
+    """A sampler seed per worker, apart from every other (seed, worker) pair."""
+    return int(np.random.SeedSequence([seed, worker]).generate_state(1)[0])
+
+
+@dataclass
+class _Spec:
+    """What a worker needs to build its searcher (pickled once per worker)."""
+
+    train_raw: pd.DataFrame
+    families: list[ModelFamily]
+    kwargs: dict[str, Any]
+    log_level: int
+    optuna_verbosity: int
+
+
+def _init_worker(spec: _Spec) -> None:
+    global _SEARCHER
+    from resource_prediction.training.search import HyperparameterSearcher
+
+    logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(spec.optuna_verbosity)
+    for family in spec.families:  # families registered at run time (notebooks, tests)
+        if family.name not in MODEL_FAMILIES:
+            register_family(family)
+    _SEARCHER = HyperparameterSearcher(
+        spec.train_raw, families=[f.name for f in spec.families], **spec.kwargs
+    )
+
+
+def _run_share(family: str, n_trials: int | None, timeout: float | None, seed: int, run: str) -> None:
+    assert _SEARCHER is not None, "worker not initialised"
+    _SEARCHER.optimize(family, n_trials=n_trials, timeout=timeout, n_jobs=1, sampler_seed=seed, run=run)
+
+
+class WorkerPool:
+    """``n_jobs`` worker processes running one searcher's trials (see the module docstring).
+
+    Use :meth:`available` first: the storage must be one that processes share (not ``memory``) and
+    the families must pickle (classes defined in importable modules).
+    """
+
+    def __init__(self, searcher: HyperparameterSearcher):
+        self.searcher = searcher
+        self._executor: ProcessPoolExecutor | None = None
+
+    def available(self) -> bool:
+        """Whether the trials can run in processes; says why in the log when not."""
+        if self.searcher.shared_storage_url() is None:
+            log.info("parallel trials in threads: the storage is not shared between processes")
+            return False
+        families = [get_family(name) for name in self.searcher.families]
+        in_main = [f.name for f in families
+                   if "__main__" in (f.estimator_class.__module__, f.search_space.__module__)]
+        if in_main:  # a notebook's or script's own classes: a fresh interpreter cannot import them
+            log.info("parallel trials in threads: %s defined in __main__", ", ".join(in_main))
+            return False
+        try:
+            pickle.dumps(families)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            log.warning("parallel trials in threads: the families do not pickle (%s)", exc)
+            return False
+        return True
+
+    def _make_spec(self) -> _Spec:
+        s = self.searcher
+        return _Spec(
+            train_raw=s.cache.train_raw,
+            families=[get_family(name) for name in s.families],
+            kwargs=s.worker_kwargs(),
+            log_level=logging.getLogger().getEffectiveLevel(),
+            # With the pool's progress bar, per-trial log lines from the workers would break it.
+            optuna_verbosity=max(optuna.logging.get_verbosity(),
+                                 optuna.logging.WARNING if s.show_progress_bar else 0),
+        )
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            spec = self._make_spec()
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.searcher.n_jobs,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(spec,),
+            )
+        return self._executor
+
+    def optimize(self, study: optuna.Study, family: str) -> None:
+        """Run the searcher's budget for ``family`` on ``study`` in the workers."""
+        s = self.searcher
+        run = uuid.uuid4().hex
+        shares = trial_shares(s.n_trials, s.n_jobs)
+        pool = self._pool()
+        futures = [
+            pool.submit(_run_share, family, share, s.timeout, sampler_seed(s.seed, i), run)
+            for i, share in enumerate(shares)
+            if share != 0
+        ]
+        self._wait(study, futures, run)
+        try:
+            for future in futures:
+                future.result()
+        except BrokenProcessPool as exc:
+            self.close()  # every worker stopped first: none can start another trial meanwhile
+            self._fail_orphans(study, run, exc)
+
+    def _wait(self, study: optuna.Study, futures: list[Future], run: str) -> None:
+        bar = tqdm(total=self.searcher.n_trials, desc=study.study_name, unit="trial",
+                   disable=not self.searcher.show_progress_bar)
+        with bar:
+            pending = futures
+            while pending:
+                _, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
+                bar.update(len(self._finished(study, run)) - bar.n)
+
+    @staticmethod
+    def _finished(study: optuna.Study, run: str) -> list:
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        trials = study.get_trials(deepcopy=False, states=done)
+        return [t for t in trials if t.user_attrs.get(RUN_ATTR) == run]
+
+    @staticmethod
+    def _fail_orphans(study: optuna.Study, run: str, exc: BaseException) -> None:
+        """Mark the trials a dead pool left running as failed, with the reason.
+
+        A worker killed between creating a trial and tagging it leaves that trial untagged and
+        running; RDB storages fail it by its missing heartbeat when a search next opens the study.
+        """
+        storage = study._storage  # the study's own storage: the public API has no other handle
+        reason = f"worker process died ({type(exc).__name__}: {exc})"
+        orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.user_attrs.get(RUN_ATTR) == run]
+        for trial in orphans:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        log.error("%s: a search worker died; %d running trial(s) marked failed (%s); the search goes on"
+                  " with new workers", study.study_name, len(orphans), reason)
+
+    def close(self) -> None:
+        """Stop the workers."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
