@@ -50,6 +50,7 @@ from resource_prediction.metrics import (
 )
 from resource_prediction.paths import ArtifactPaths
 from resource_prediction.synthetic import has_truth, oracle_allocation
+from resource_prediction.training.advice import baseline_beating_champion
 from resource_prediction.training.pareto import VARIANTS, choose_variants, sweep_quantile_ensemble
 from resource_prediction.training.search import SEARCH_TASK_TYPES, best_params, search_summary
 from resource_prediction.training.storage import STUDY_PREFIX, open_storage
@@ -99,16 +100,15 @@ class EvaluationResult:
 
 def warn_if_a_baseline_wins(holdout: pd.DataFrame, champions: dict[str, str]) -> None:
     """Say so when a baseline scores lower than the overall champion (small or shifting data)."""
-    scores = holdout.set_index("family")["business_score"]
-    base = holdout[(holdout["task_type"] == "baseline") & holdout["business_score"].notna()]
     overall = champions.get("overall")
-    if overall is None or base.empty or base["business_score"].min() >= scores[overall]:
+    top = baseline_beating_champion(holdout, overall)
+    if top is None:
         return
-    top = base.loc[base["business_score"].idxmin()]
     log.warning(
         "the baseline %s (holdout score %.1f) beats the overall champion %s (%.1f): keep the baseline,"
         " or search longer and on more data, before deploying a model",
-        top["family"], top["business_score"], overall, scores[overall],
+        top["family"], top["business_score"], overall,
+        holdout.set_index("family").loc[overall, "business_score"],
     )
 
 
