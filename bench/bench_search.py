@@ -53,7 +53,7 @@ def family_stats(storage: str) -> dict[str, dict]:
     return out
 
 
-def _timed_cli(argv: list[str]) -> float:
+def timed_cli(argv: list[str]) -> float:
     """Seconds ``resource-prediction <argv>`` took (its printed tables shown only if it fails)."""
     buffer = StringIO()
     start = time.perf_counter()
@@ -83,9 +83,9 @@ def main() -> None:
             generate_telemetry(args.jobs, seed=0).to_parquet(data)
         common = ["--artifacts-dir", str(artifacts), "--data", str(data)]
         load_start = os.getloadavg()
-        search_s = _timed_cli(["search", *common, "--n-trials", str(args.trials),
+        search_s = timed_cli(["search", *common, "--n-trials", str(args.trials),
                                "--n-jobs", str(args.n_jobs), "--no-progress-bar"])
-        evaluate_s = _timed_cli(["evaluate", *common, "--evaluate-all-archs"])
+        evaluate_s = timed_cli(["evaluate", *common, "--evaluate-all-archs"])
         families = family_stats(paths.default_storage)
         holdout = json.loads((paths.reports / "holdout_results.json").read_text())
 

@@ -12,29 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
-from contextlib import redirect_stdout
-from io import StringIO
 from pathlib import Path
 
 import optuna
 import pandas as pd
+from bench_search import timed_cli  # this folder is the scripts' path
 
-from resource_prediction.cli import main as cli
 from resource_prediction.paths import ArtifactPaths
 
 DEFAULT_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nextflow"
 COLUMNS = ["family", "task_type", "business_score", "ci_low", "ci_high", "under_pct", "total_over_pct"]
-
-
-def _run(argv: list[str]) -> float:
-    buffer = StringIO()
-    start = time.perf_counter()
-    with redirect_stdout(buffer):
-        rc = cli(argv)
-    if rc:
-        raise SystemExit(f"resource-prediction {' '.join(argv)} exited {rc}:\n{buffer.getvalue()}")
-    return time.perf_counter() - start
 
 
 def _table(paths: ArtifactPaths) -> list[dict]:
@@ -48,12 +35,12 @@ def bench_trace(trace: Path, trials: int, n_jobs: int, workdir: Path) -> dict:
     common = ["--data", str(trace), "--artifacts-dir", str(paths.root)]
     evaluate = ["evaluate", *common, "--evaluate-all-archs"]
     out: dict = {"trace": trace.name, "trials_per_family": trials}
-    out["default_evaluate_s"] = _run(evaluate)
+    out["default_evaluate_s"] = timed_cli(evaluate)
     out["defaults"] = _table(paths)
-    out["search_s"] = _run(
+    out["search_s"] = timed_cli(
         ["search", *common, "--n-trials", str(trials), "--n-jobs", str(n_jobs), "--no-progress-bar"]
     )
-    out["searched_evaluate_s"] = _run(evaluate)
+    out["searched_evaluate_s"] = timed_cli(evaluate)
     out["searched"] = _table(paths)
     return out
 
