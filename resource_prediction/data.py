@@ -200,8 +200,8 @@ def load_telemetry(path: str | Path) -> pd.DataFrame:
 
     A Nextflow trace report (recognised by its ``process`` and ``peak_rss`` columns) is mapped onto
     the telemetry columns first (:mod:`resource_prediction.nextflow`; the workflow name is the file
-    name without a ``trace`` prefix). Adds ``max_rss_gb`` (bytes / 1024**3) and ``memreq_gb`` (MB / 1024). Unusable rows are dropped,
-    counted by reason and reported in ``df.attrs["load_report"]`` and the log. Unknown extra columns
+    name without a ``trace`` prefix). Adds ``max_rss_gb`` (bytes / 1024**3) and ``memreq_gb``
+    (MB / 1024). Unusable rows are dropped, counted by reason and reported in ``df.attrs["load_report"]`` and the log. Unknown extra columns
     are kept.
 
     Raises

@@ -132,7 +132,8 @@ def nextflow_to_telemetry(
     Raises
     ------
     NextflowTraceError
-        A required trace column is missing, or a size is unreadable.
+        A required trace column is missing, or a requested ``memory`` is unreadable (an
+        unreadable ``peak_rss`` stays text, for the loader to drop and count).
     """
     missing = [c for c in NEXTFLOW_REQUIRED if c not in trace.columns]
     if missing:
@@ -141,7 +142,7 @@ def nextflow_to_telemetry(
         )
     cpus, exit_code = _number(trace, "cpus"), _number(trace, "exit")
     ident = "hash" if "hash" in trace.columns else "task_id"
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "atom_id": _text(trace, ident, "unknown"),
             "time": _submit_times(trace["submit"]),
@@ -165,5 +166,3 @@ def nextflow_to_telemetry(
         },
         index=trace.index,
     )
-    out.attrs["nextflow_source"] = source
-    return out

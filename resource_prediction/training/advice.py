@@ -9,10 +9,9 @@ from __future__ import annotations
 import pandas as pd
 
 from resource_prediction.training.pareto import VARIANTS
+from resource_prediction.training.search import SEARCH_TASK_TYPES
 
 __all__ = ["baseline_beating_champion", "deployment_advice"]
-
-MODEL_TASK_TYPES = ("regression", "classification")
 
 
 def _scored(holdout: pd.DataFrame, task_types) -> pd.DataFrame:
@@ -80,7 +79,7 @@ def deployment_advice(
 
     ``holdout`` is :attr:`~resource_prediction.training.evaluation.EvaluationResult.holdout`.
     """
-    models = _scored(holdout, MODEL_TASK_TYPES)
+    models = _scored(holdout, SEARCH_TASK_TYPES)
     if champion is None or models.empty:
         return "No model family could be evaluated: nothing to deploy yet."
     rows = holdout.set_index("family")

@@ -4,7 +4,8 @@ A storage is named by one URL:
 
 * ``None`` (default): a SQLite file under the artifacts directory
   (:attr:`~resource_prediction.paths.ArtifactPaths.default_storage`, ``studies/optuna.db``). Good for
-  one search (its ``n_jobs`` worker processes included); SQLite is not made for many concurrent writers.
+  one search (its ``n_jobs`` worker processes included); SQLite is not made for many concurrent
+  writers.
 * ``journal:///abs/path/studies.log`` (or ``journal://relative/path.log``): Optuna's
   :class:`~optuna.storages.JournalStorage` on an append-only file with file locks. Use it for several
   worker processes on one machine.
@@ -108,26 +109,28 @@ def open_storage(storage: str | BaseStorage | None, paths: ArtifactPaths | None 
     return _open_rdb(url, engine_kwargs)
 
 
+def _rdb(url: str, engine_kwargs: dict | None) -> RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: stable in practice
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=2 * HEARTBEAT_INTERVAL_S,
+        )
+
+
 def _open_rdb(url: str, engine_kwargs: dict | None) -> RDBStorage:
     """An :class:`RDBStorage` with heartbeats, retried while concurrent workers create the schema."""
-    for attempt in range(1, SCHEMA_RACE_ATTEMPTS + 1):
+    for attempt in range(1, SCHEMA_RACE_ATTEMPTS):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats: stable in practice
-                return RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                    grace_period=2 * HEARTBEAT_INTERVAL_S,
-                )
+            return _rdb(url, engine_kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             # Another worker created a table, type or version row between our check and our
             # CREATE/INSERT (PostgreSQL: UniqueViolation, DuplicateTable, DuplicateObject).
-            if attempt == SCHEMA_RACE_ATTEMPTS:
-                raise
             log.info("storage schema created concurrently (%s); retrying", type(exc.orig).__name__)
             time.sleep(0.1 * attempt)
-    raise AssertionError("unreachable")
+    return _rdb(url, engine_kwargs)  # the last attempt raises what it meets
 
 
 def describe_storage(storage: str | None, paths: ArtifactPaths | None = None) -> str:
