@@ -328,10 +328,11 @@ def test_cost_aware_allocates_more_for_a_higher_penalty(data):
 
 def test_shuffled_cross_fitting_is_seeded(data):
     X_train, X_holdout = data["category"]
-    params = {**FAST_PARAMS["cost_aware_regression"], "shuffle_folds": True}
+    base = {**FAST_PARAMS["cost_aware_regression"], "location": "trees"}
+    params = {**base, "calibration": "shuffled"}
     first = CostAwareRegressor(**params).fit(X_train, data["y_train"])
     again = CostAwareRegressor(**params).fit(X_train, data["y_train"])
-    blocks = CostAwareRegressor(**FAST_PARAMS["cost_aware_regression"]).fit(X_train, data["y_train"])
+    blocks = CostAwareRegressor(**base, calibration="kfold").fit(X_train, data["y_train"])
     np.testing.assert_array_equal(first.predict(X_holdout), again.predict(X_holdout))
     assert not np.allclose(first.residual_quantiles_, blocks.residual_quantiles_)
 
