@@ -164,18 +164,44 @@ def test_holdout_table_has_models_baselines_and_oracle(regression_run, jobs, lig
         assert json.loads(table.loc[name, "params"]) == json.loads(row["best_params"])
 
 
-def test_champion_is_the_best_real_model_and_loads(regression_run, jobs):
+def test_champion_is_the_best_validated_model_refitted_on_all_rows(regression_run, jobs):
     paths, trainer, result = regression_run
     table = result.holdout
     real = table[table["task_type"] == "regression"]
-    best = real.loc[real["business_score"].idxmin(), "family"]
+    best = real.loc[real["val_business_score"].idxmin(), "family"]
     assert result.champions == {"regression": best, "overall": best}
     champion = DeployableModel.load(paths.models / "champion.pkl")
     info = champion.get_model_info()
     assert info["family"] == best
-    assert info["holdout_metrics"]["business_score"] == pytest.approx(real["business_score"].min())
+    holdout_score = real.set_index("family").loc[best, "business_score"]
+    assert info["holdout_metrics"]["business_score"] == pytest.approx(holdout_score)
+    # exported models are refitted on every row; the metadata says so
+    assert info["training"]["n_rows"] == len(jobs) == info["refit"]["n_rows"]
+    assert info["training"]["time_end"] == pd.Timestamp(jobs["time"].max()).isoformat()
+    assert info["validation_metrics"]["business_score"] == pytest.approx(
+        real.set_index("family").loc[best, "val_business_score"]
+    )
     new_jobs = trainer.holdout_raw.drop(columns=["max_rss", "max_rss_gb"])
     assert np.all(champion.predict(new_jobs) > 0)
+
+
+def test_champions_ignore_the_holdout_scores():
+    """The validation window chooses; a family that only wins on the holdout is not champion."""
+    table = pd.DataFrame({
+        "family": ["a", "b", "c", "configured_request"],
+        "task_type": ["regression", "regression", "classification", "baseline"],
+        "business_score": [10.0, 90.0, 5.0, 1.0],
+        "val_business_score": [80.0, 20.0, 50.0, 1.0],
+    })
+    assert Trainer.champions(table) == {"regression": "b", "classification": "c", "overall": "b"}
+
+
+def test_validation_window_lies_inside_the_training_period(regression_run, jobs):
+    _, trainer, _ = regression_run
+    assert trainer.val_raw["time"].min() >= trainer.fit_raw["time"].max()
+    assert trainer.val_raw["time"].max() <= trainer.holdout_raw["time"].min()
+    assert len(trainer.fit_raw) + len(trainer.val_raw) == len(trainer.train_raw)
+    assert not set(trainer.val_raw["atom_id"]) & set(trainer.holdout_raw["atom_id"])
 
 
 def test_pareto_variants_load_and_order_as_named(regression_run, light_qe):

@@ -1,16 +1,24 @@
 """Holdout evaluation: refit every family's best parameters, score them, pick champions, export.
 
-:class:`Trainer` splits the telemetry by time (the latest ``test_fraction`` is the holdout), and for
-each family refits the best trial of its study on the whole training part
-(:meth:`DeployableModel.train <resource_prediction.deployable.DeployableModel.train>`; families
-without a finished study, such as the baselines, use their default parameters), then predicts the
-holdout with causal replay (each holdout job sees the peaks of the holdout jobs before it, as a
-scheduler would) and measures the business score, its bootstrap 95 % interval, under- and
-over-allocation, wasted GB, allocation categories and prediction time per job. The oracle (when the
-data carries its truth columns) is a row of the same table.
+:class:`Trainer` splits the telemetry by time: the latest ``test_fraction`` is the holdout, and the
+latest ``val_fraction`` of the rest is the validation window. For each family it takes the best
+trial of its study (families without a finished study, such as the baselines, use their default
+parameters) and
 
-Champions are the lowest holdout business scores among real model families, per task type and
-overall. Files written (layout of :class:`~resource_prediction.paths.ArtifactPaths`):
+1. fits it on the training part before the validation window and scores the window (causal
+   replay): the **validation score** that chooses the champions;
+2. fits it on the whole training part
+   (:meth:`DeployableModel.train <resource_prediction.deployable.DeployableModel.train>`), predicts
+   the holdout with causal replay (each holdout job sees the peaks of the holdout jobs before it, as
+   a scheduler would) and measures the business score, its bootstrap 95 % interval, under- and
+   over-allocation, wasted GB, allocation categories and prediction time per job: the final table,
+   which chooses nothing;
+3. (``refit_all``) refits the exported models on every row, training and holdout, since the latest
+   jobs matter most; their metadata says so (``refit``) and keeps the holdout metrics of step 2.
+
+The oracle (when the data carries its truth columns) is a row of the same table. Champions are the
+lowest validation scores among real model families, per task type and overall: the holdout is not
+touched to choose. Files written (layout of :class:`~resource_prediction.paths.ArtifactPaths`):
 
 * ``trained_models/<family>.pkl`` for every family, ``trained_models/champion.pkl``;
 * ``trained_models/app/qe/qe_{balanced,tiny_under_alloc,small_waste}.pkl`` (see
@@ -63,6 +71,7 @@ ORACLE = "oracle"
 CATEGORY_COLUMNS = [f"{label} %" for label, _, _ in ALLOCATION_CATEGORIES]
 RESULT_COLUMNS = [
     "family", "task_type", "business_score", "ci_low", "ci_high", "under_pct", "total_over_pct",
+    "val_business_score", "val_under_pct", "val_total_over_pct",
     "mean_gb_wasted", *CATEGORY_COLUMNS, "predict_ms_per_job", "fit_seconds", "n_jobs",
     "param_source", "cv_score", "params", "error",
 ]
@@ -133,8 +142,11 @@ class Trainer:
         Bootstrap resamples of the business score's interval.
     threads : int
         OpenMP/BLAS threads of the fits (1 keeps a shared machine responsive).
-    pareto_val_fraction : float
-        Latest share of the training part that scores the quantile ensemble's variants.
+    val_fraction : float
+        Latest share of the training part that validates: it chooses the champions and scores
+        the variants (quantile ensemble grid, cost-aware penalties).
+    refit_all : bool
+        Refit the exported models on every row (training and holdout) before writing them.
     pareto_n_alphas : int
         Quantile levels of the Pareto sweep (one model fit each).
     study_prefix : str
@@ -151,7 +163,8 @@ class Trainer:
         test_fraction: float = 0.10,
         n_boot: int = 1000,
         threads: int = 1,
-        pareto_val_fraction: float = 0.15,
+        val_fraction: float = 0.15,
+        refit_all: bool = True,
         pareto_n_alphas: int = 5,
         study_prefix: str = STUDY_PREFIX,
     ):
@@ -162,11 +175,14 @@ class Trainer:
         self.test_fraction = test_fraction
         self.n_boot = n_boot
         self.threads = threads
-        self.pareto_val_fraction = pareto_val_fraction
+        self.val_fraction = val_fraction
+        self.refit_all = refit_all
         self.pareto_n_alphas = pareto_n_alphas
         self.study_prefix = study_prefix
         self.train_raw, self.holdout_raw = time_split(raw_df, test_fraction)
+        self.fit_raw, self.val_raw = time_split(self.train_raw, val_fraction)
         self.y_holdout = target_gb(self.holdout_raw)
+        self.y_val = target_gb(self.val_raw)
         if self.y_holdout is None or not np.all(np.isfinite(self.y_holdout)):
             raise ValueError("every holdout job needs a positive peak (max_rss_gb or max_rss)")
 
@@ -219,6 +235,8 @@ class Trainer:
         extra = {"param_source": source, "cv_score": cv,
                  "params": json.dumps(params or {}, sort_keys=True, default=str), "error": ""}
         try:
+            val = self.validate(fam, params)
+            extra.update({f"val_{k}": val[k] for k in ("business_score", "under_pct", "total_over_pct")})
             start = time.perf_counter()
             model = DeployableModel.train(fam, self.train_raw, params, penalty=self.penalty, seed=self.seed)
             fit_s = time.perf_counter() - start
@@ -232,11 +250,38 @@ class Trainer:
             return self._row(family, fam.task_type, {}, **extra), None, None
         m.update(predict_ms_per_job=predict_ms, fit_seconds=fit_s)
         model.set_holdout_metrics(m)
-        model.metadata.update(param_source=source, cv_score=cv)
-        log.info("%s: holdout business score %.1f [%.1f, %.1f], under %.2f %%, over %.1f %% (%s params)",
-                 family, m["business_score"], m["ci_low"], m["ci_high"], m["under_pct"],
+        model.metadata.update(param_source=source, cv_score=cv, validation_metrics=val)
+        log.info("%s: validation %.1f; holdout business score %.1f [%.1f, %.1f], under %.2f %%, over %.1f %% (%s params)",
+                 family, val["business_score"], m["business_score"], m["ci_low"], m["ci_high"], m["under_pct"],
                  m["total_over_pct"], source)
         return self._row(family, fam.task_type, m, **extra), model, alloc
+
+    def validate(self, family: ModelFamily, params: dict | None) -> dict:
+        """Metrics of ``family`` fitted before the validation window and replayed over it."""
+        model = DeployableModel.train(family, self.fit_raw, params, penalty=self.penalty, seed=self.seed)
+        return allocation_metrics(model.predict(self.val_raw), self.y_val, self.penalty)
+
+    def refit(self, model: DeployableModel) -> DeployableModel:
+        """``model``'s family and parameters fitted on every row (training and holdout).
+
+        The new model keeps the metadata of ``model`` that describes how it was chosen and
+        scored (holdout and validation metrics, variant, champion) and says in ``refit`` which
+        rows it was fitted on.
+        """
+        meta = model.metadata
+        full = pd.concat([self.train_raw, self.holdout_raw])
+        params = meta.get("params") or None
+        out = DeployableModel.train(meta["family"], full, params, penalty=self.penalty, seed=self.seed)
+        for key in ("holdout_metrics", "validation_metrics", "param_source", "cv_score", "variant",
+                    "champion"):
+            if key in meta:
+                out.metadata[key] = meta[key]
+        out.metadata["refit"] = {
+            "rows": "all: training part and holdout",
+            "n_rows": len(full),
+            "holdout_metrics_from": "the same family and parameters fitted on the training part only",
+        }
+        return out
 
     # ------------------------------------------------------------------ running
     def run(
@@ -286,13 +331,17 @@ class Trainer:
 
     @staticmethod
     def champions(holdout: pd.DataFrame) -> dict[str, str]:
-        """Lowest holdout business score per task type and ``overall`` (real model families only)."""
-        real = holdout[holdout["task_type"].isin(SEARCH_TASK_TYPES) & holdout["business_score"].notna()]
+        """Lowest validation score per task type and ``overall`` (real model families only).
+
+        The validation window lies inside the training period: the holdout chooses nothing.
+        """
+        key = "val_business_score"
+        real = holdout[holdout["task_type"].isin(SEARCH_TASK_TYPES) & holdout[key].notna()]
         out = {}
         for task, part in real.groupby("task_type"):
-            out[str(task)] = str(part.loc[part["business_score"].idxmin(), "family"])
+            out[str(task)] = str(part.loc[part[key].idxmin(), "family"])
         if not real.empty:
-            out["overall"] = str(real.loc[real["business_score"].idxmin(), "family"])
+            out["overall"] = str(real.loc[real[key].idxmin(), "family"])
         return out
 
     def _predictions_frame(self, preds: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -324,7 +373,7 @@ class Trainer:
         start = time.perf_counter()
         points = sweep_quantile_ensemble(
             fam, self.train_raw, params, penalty=self.penalty, seed=self.seed,
-            val_fraction=self.pareto_val_fraction, n_alphas=self.pareto_n_alphas,
+            val_fraction=self.val_fraction, n_alphas=self.pareto_n_alphas,
         )
         chosen = choose_variants(points)
         points.insert(0, "family", name)
@@ -386,15 +435,30 @@ class Trainer:
             "n_holdout": len(self.holdout_raw),
             "holdout_start": str(self.holdout_raw["time"].min()),
             "test_fraction": self.test_fraction,
+            "validation_start": str(self.val_raw["time"].min()),
+            "val_fraction": self.val_fraction,
+            "champions_chosen_on": "validation window inside the training period",
+            "exported_models_fitted_on": "all rows" if self.refit_all else "training part",
             "penalty": self.penalty,
             "seed": self.seed,
             "n_boot": self.n_boot,
         }
 
+    def _exported(self, result: EvaluationResult) -> None:
+        """Refit every exported model on all rows (``refit_all``), in place."""
+        if not self.refit_all:
+            return
+        start = time.perf_counter()
+        result.models = {name: self.refit(model) for name, model in result.models.items()}
+        self.variants = {name: self.refit(model) for name, model in getattr(self, "variants", {}).items()}
+        log.info("exported models refitted on all %d rows in %.0f s",
+                 len(self.train_raw) + len(self.holdout_raw), time.perf_counter() - start)
+
     def write(self, result: EvaluationResult, charts: bool = False) -> list[Path]:
         """Save models and reports (see the module docstring); return the files written."""
         paths = self.paths.ensure()
         files: list[Path] = []
+        self._exported(result)
         for name, model in result.models.items():
             files.append(model.save(paths.models / f"{name}.pkl"))
         overall = result.champions.get("overall")
