@@ -182,6 +182,52 @@ def pareto_chart(pareto: pd.DataFrame, title: str = "Quantile ensemble: under- a
     return fig
 
 
+def frontier_chart(
+    frontier: pd.DataFrame,
+    pareto: pd.DataFrame | None = None,
+    holdout: pd.DataFrame | None = None,
+    title: str = "Failed jobs against wasted memory (validation window)",
+) -> go.Figure:
+    """The cost-aware model's penalty frontier against the quantile ensemble's and the baselines.
+
+    Parameters
+    ----------
+    frontier : DataFrame
+        ``reports/frontier.csv``: ``penalty``, ``under_pct``, ``total_over_pct``, ``variant``.
+    pareto : DataFrame, optional
+        ``reports/pareto.csv``: its frontier points are drawn as a second line.
+    holdout : DataFrame, optional
+        ``reports/holdout_results.csv``: baselines at their validation ``val_under_pct`` /
+        ``val_total_over_pct``.
+    """
+    fig = go.Figure()
+    front = frontier.sort_values("penalty")
+    fig.add_trace(go.Scatter(
+        x=front["under_pct"], y=front["total_over_pct"], mode="lines+markers",
+        name=f"{front['family'].iloc[0]} (penalty swept)" if "family" in front else "penalty swept",
+        hovertext=[f"penalty {p:g}" for p in front["penalty"]], hoverinfo="text+x+y",
+    ))
+    if pareto is not None and not pareto.empty:
+        qe = pareto[pareto["on_frontier"].astype(bool)].sort_values("under_pct")
+        fig.add_trace(go.Scatter(x=qe["under_pct"], y=qe["total_over_pct"], mode="lines+markers",
+                                 name="quantile ensemble frontier"))
+    if holdout is not None and "val_under_pct" in holdout:
+        base = holdout[holdout["task_type"] == "baseline"].dropna(subset=["val_under_pct"])
+        fig.add_trace(go.Scatter(
+            x=base["val_under_pct"], y=base["val_total_over_pct"], mode="markers+text",
+            text=base["family"], textposition="top right", name="baselines",
+            marker={"size": 11, "symbol": "x", "color": "#7f7f7f"},
+        ))
+    for r in frontier[frontier["variant"].fillna("").astype(str) != ""].itertuples():
+        fig.add_trace(go.Scatter(
+            x=[r.under_pct], y=[r.total_over_pct], mode="markers", name=f"{r.variant} (penalty {r.penalty:g})",
+            marker={"size": 16, "symbol": "star", "color": "#d62728"},
+        ))
+    fig.update_layout(title=title, xaxis_title="under-allocated jobs (%)",
+                      yaxis_title="total over-allocation (%)", yaxis_type="log")
+    return fig
+
+
 def _ensure_browser_path() -> None:
     """Point kaleido at Debian's Chromium when ``BROWSER_PATH`` is unset."""
     if "BROWSER_PATH" not in os.environ:

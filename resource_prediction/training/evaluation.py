@@ -24,10 +24,15 @@ touched to choose. Files written (layout of :class:`~resource_prediction.paths.A
 * ``trained_models/app/qe/qe_{balanced,tiny_under_alloc,small_waste}.pkl`` (see
   :mod:`~resource_prediction.training.pareto`) and ``trained_models/app/classification/<family>.pkl``
   (the best classifier);
+* ``trained_models/app/cost_aware/cost_aware_safe.pkl``: the cost-aware model at the penalty that
+  fails no more validation jobs than the configured request, with the least waste
+  (:mod:`~resource_prediction.training.frontier`);
 * ``reports/holdout_results.{csv,json}``, ``reports/holdout_predictions.parquet``,
-  ``reports/search_summary.csv``, ``reports/pareto.csv``, ``reports/champions.json``;
+  ``reports/search_summary.csv``, ``reports/pareto.csv``, ``reports/frontier.csv``,
+  ``reports/champions.json``;
 * with ``evaluate_all_archs``: ``reports/holdout_comparison.{html,png}`` and
-  ``reports/allocation_categories.{html,png}`` (and ``reports/pareto_frontier.{html,png}``).
+  ``reports/allocation_categories.{html,png}`` (and ``reports/pareto_frontier.{html,png}``,
+  ``reports/penalty_frontier.{html,png}``).
 """
 
 from __future__ import annotations
@@ -59,6 +64,13 @@ from resource_prediction.metrics import (
 from resource_prediction.paths import ArtifactPaths
 from resource_prediction.synthetic import has_truth, oracle_allocation
 from resource_prediction.training.advice import baseline_beating_champion
+from resource_prediction.training.frontier import (
+    SAFE_VARIANT,
+    choose_safe_penalty,
+    penalty_grid,
+    reprices,
+    sweep_penalties,
+)
 from resource_prediction.training.pareto import VARIANTS, choose_variants, sweep_quantile_ensemble
 from resource_prediction.training.search import SEARCH_TASK_TYPES, best_params, search_summary
 from resource_prediction.training.storage import STUDY_PREFIX, open_storage
@@ -103,6 +115,7 @@ class EvaluationResult:
     pareto: pd.DataFrame | None
     search_summary: pd.DataFrame
     models: dict[str, DeployableModel] = field(repr=False)
+    frontier: pd.DataFrame | None = None
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -320,9 +333,11 @@ class Trainer:
             champions = self.champions(holdout)
             warn_if_a_baseline_wins(holdout, champions)
             pareto_points = self.pareto(holdout, models) if pareto else None
+            frontier_points = self.frontier(holdout, models) if pareto else None
         predictions = self._predictions_frame(preds)
         summary = search_summary(list(MODEL_FAMILIES), self.storage, self.paths, self.study_prefix)
-        result = EvaluationResult(holdout, predictions, champions, pareto_points, summary, models)
+        result = EvaluationResult(holdout, predictions, champions, pareto_points, summary, models,
+                                  frontier=frontier_points)
         if write:
             result.files = self.write(result, evaluate_all_archs if charts is None else charts)
         result.seconds = time.perf_counter() - start
@@ -416,6 +431,58 @@ class Trainer:
                  int(points["on_frontier"].sum()), time.perf_counter() - start)
         return points
 
+    def frontier(self, holdout: pd.DataFrame, models: dict[str, DeployableModel]) -> pd.DataFrame | None:
+        """Sweep the penalty of the best-validated family that re-prices (the cost-aware model) over
+        the validation window; export the safe variant (:mod:`~resource_prediction.training.frontier`).
+
+        The variant is refitted on the training part at the chosen penalty, scored on the
+        holdout and kept in ``self.variants``.
+        """
+        if not hasattr(self, "variants"):
+            self.variants = {}
+        table = holdout.set_index("family")
+        ranked = holdout.sort_values("val_business_score", kind="stable")["family"]
+        names = [n for n in ranked if n in models and reprices(models[n].model)]
+        if not names or "configured_request" not in table.index:
+            log.info("no family that re-prices with its penalty, or no configured request: no frontier")
+            return None
+        name, start = names[0], time.perf_counter()
+        fam = get_family(name)
+        params, _, _ = self.params_for(name)
+        fitted = DeployableModel.train(fam, self.fit_raw, params, penalty=self.penalty, seed=self.seed)
+        points = sweep_penalties(
+            fitted.model, fitted.preprocessor.transform(self.val_raw), self.y_val, penalty_grid()
+        )
+        points.insert(0, "family", name)
+        points["variant"] = ""
+        for col in ("holdout_under_pct", "holdout_total_over_pct", "holdout_business_score"):
+            points[col] = np.nan
+        today = float(table.loc["configured_request", "val_under_pct"])
+        chosen = choose_safe_penalty(points, today)
+        if chosen is None:
+            log.warning("no penalty up to %g keeps %s at or below the configured request's %.2f %% "
+                        "under-allocation on the validation window: no safe variant", points["penalty"].max(),
+                        name, today)
+            return points
+        model = DeployableModel.train(fam, self.train_raw, {**(params or {}), "penalty": chosen},
+                                      penalty=self.penalty, seed=self.seed)
+        m = self.score(np.asarray(model.predict(self.holdout_raw), dtype=float))
+        model.set_holdout_metrics(m)
+        idx = points.index[points["penalty"] == chosen][0]
+        model.metadata.update(variant=SAFE_VARIANT, validation_metrics={
+            k: float(points.at[idx, k]) for k in ("under_pct", "total_over_pct", "business_score")
+        })
+        points.loc[idx, "variant"] = SAFE_VARIANT
+        points.loc[idx, ["holdout_under_pct", "holdout_total_over_pct", "holdout_business_score"]] = [
+            m["under_pct"], m["total_over_pct"], m["business_score"]
+        ]
+        self.variants[SAFE_VARIANT] = model
+        log.info("%s: %s at penalty %g; holdout under %.2f %% (configured request %.2f %%), over %.1f %% "
+                 "(request %.1f %%); frontier in %.0f s", SAFE_VARIANT, name, chosen, m["under_pct"],
+                 table.loc["configured_request", "under_pct"], m["total_over_pct"],
+                 table.loc["configured_request", "total_over_pct"], time.perf_counter() - start)
+        return points
+
     def _check_variant_order(self) -> None:
         m = {v: self.variants[v].holdout_metrics for v in VARIANTS}
         unders = [m[v]["under_pct"] for v in VARIANTS]
@@ -468,7 +535,8 @@ class Trainer:
             files.append(champion.save(paths.models / "champion.pkl"))
         app = paths.models / "app"
         for variant, model in getattr(self, "variants", {}).items():
-            files.append(model.save(app / "qe" / f"{variant}.pkl"))
+            folder = "qe" if variant in VARIANTS else "cost_aware"
+            files.append(model.save(app / folder / f"{variant}.pkl"))
         best_clf = result.champions.get("classification")
         if best_clf:
             files.append(result.models[best_clf].save(app / "classification" / f"{best_clf}.pkl"))
@@ -487,14 +555,15 @@ class Trainer:
             {"champions": result.champions, "provenance": self.provenance()}, indent=2, default=str
         ))
         files += [holdout_csv, holdout_json, predictions, summary, champions]
-        if result.pareto is not None:
-            pareto_csv = reports / "pareto.csv"
-            result.pareto.to_csv(pareto_csv, index=False)
-            files.append(pareto_csv)
+        for name, frame in (("pareto", result.pareto), ("frontier", result.frontier)):
+            if frame is not None:
+                files.append(reports / f"{name}.csv")
+                frame.to_csv(files[-1], index=False)
         if charts:
             from resource_prediction.plots.evaluation import (
                 allocation_category_chart,
                 comparison_chart,
+                frontier_chart,
                 pareto_chart,
                 write_figures,
             )
@@ -505,5 +574,9 @@ class Trainer:
             }
             if result.pareto is not None:
                 figures[reports / "pareto_frontier"] = pareto_chart(result.pareto)
+            if result.frontier is not None:
+                figures[reports / "penalty_frontier"] = frontier_chart(
+                    result.frontier, result.pareto, result.holdout
+                )
             files += write_figures(figures)
         return files
