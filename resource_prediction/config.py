@@ -12,7 +12,7 @@ the estimator (see :func:`split_params`).
 Examples
 --------
 >>> sorted(families("baseline"))
-['configured_request', 'global_quantile', 'group_percentile']
+['configured_request', 'global_quantile', 'group_percentile', 'max_seen', 'vpa']
 >>> import optuna
 >>> params = get_family("global_quantile").search_space(optuna.trial.FixedTrial(
 ...     {"pre__use_quant_features": True, "quantile": 0.9}))
@@ -164,6 +164,15 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
             "group_percentile", "baseline", baselines.GroupPercentile,
             baselines.group_percentile_search_space,
             "95th percentile of the job group's last 5 peaks x margin (VPA-style recommender).",
+        ),
+        ModelFamily(
+            "max_seen", "baseline", baselines.MaxSeen, baselines.max_seen_search_space,
+            "Largest peak of the job group so far x 1.2, updated online (request while unseen).",
+        ),
+        ModelFamily(
+            "vpa", "baseline", baselines.VerticalPodAutoscaler,
+            baselines.configured_request_search_space,
+            "Kubernetes VPA: 90th percentile of a decaying histogram of the group's peaks + 15 %.",
         ),
         ModelFamily(
             "global_quantile", "baseline", baselines.GlobalQuantile,

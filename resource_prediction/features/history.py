@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+import pandas as pd
 
 #: Short and long rolling windows (number of previous peaks).
 SHORT = 5
@@ -98,6 +99,19 @@ class WindowPeaks:
         return out
 
 
+def _running_max(g: np.ndarray, x: np.ndarray, max0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Largest peak each row's group saw before the row, and each group's largest after all rows.
+
+    ``g`` are the rows' group codes (time order within a group), ``x`` their peaks (``-inf`` where
+    unknown), ``max0`` the stored maxima per group (``-inf`` for none).
+    """
+    inclusive = pd.Series(x).groupby(g, sort=False).cummax()
+    before = inclusive.groupby(g, sort=False).shift(1, fill_value=-np.inf).to_numpy()
+    group_max = max0.copy()
+    np.maximum.at(group_max, g, x)
+    return np.maximum(before, max0[g]), group_max
+
+
 def _p95(largest: np.ndarray, second: np.ndarray, n: np.ndarray) -> np.ndarray:
     """95th percentile (linear interpolation) of ``n`` values from their two largest."""
     frac = QUANTILE * (n - 1) - (n - 2)
@@ -105,14 +119,15 @@ def _p95(largest: np.ndarray, second: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 class HistoryFeatures:
-    """Per-row history of one grouping level: statistics (one array per :data:`STAT_NAMES`) and the
-    number of peaks the row's group had seen."""
+    """Per-row history of one grouping level: statistics (one array per :data:`STAT_NAMES`), the
+    number of peaks the row's group had seen and the largest of them (NaN before the first)."""
 
-    __slots__ = ("stats", "count")
+    __slots__ = ("stats", "count", "max_seen")
 
-    def __init__(self, stats: list[np.ndarray], count: np.ndarray):
+    def __init__(self, stats: list[np.ndarray], count: np.ndarray, max_seen: np.ndarray | None = None):
         self.stats = stats
         self.count = count
+        self.max_seen = np.full(np.shape(count), np.nan) if max_seen is None else max_seen
 
 
 class GroupHistory:
@@ -133,6 +148,8 @@ class GroupHistory:
         Number of peaks each group has seen.
     num, den : ndarray of shape (n_groups,)
         Sums of the exponentially weighted mean: ``num / den`` is the level.
+    peak_max : ndarray of shape (n_groups,)
+        The largest peak each group has seen (all of its history, not only the last ``LONG``).
     next_stats : ndarray of shape (n_groups, len(STAT_NAMES))
         The statistics the group's next job sees (what a transform without targets returns).
     """
@@ -144,6 +161,7 @@ class GroupHistory:
         self.count = np.empty(0, dtype=np.int64)
         self.num = np.empty(0)
         self.den = np.empty(0)
+        self.peak_max = np.empty(0)
         self.next_stats = np.empty((0, len(STAT_NAMES)))
 
     @property
@@ -165,7 +183,8 @@ class GroupHistory:
         count = np.where(known, self.count[safe], 0).astype(np.float64)
         table = self.next_stats[safe]
         table[~known] = np.nan
-        return HistoryFeatures(list(table.T.copy()), count)
+        peak_max = np.where(known, self.peak_max[safe], np.nan)
+        return HistoryFeatures(list(table.T.copy()), count, peak_max)
 
     def replay(
         self,
@@ -202,6 +221,7 @@ class GroupHistory:
         count0 = np.where(known, self.count[safe], 0) if has_state else np.zeros(n_keys, np.int64)
         num0 = np.where(known, self.num[safe], 0.0) if has_state else np.zeros(n_keys)
         den0 = np.where(known, self.den[safe], 0.0) if has_state else np.zeros(n_keys)
+        max0 = np.where(known, self.peak_max[safe], -np.inf) if has_state else np.full(n_keys, -np.inf)
 
         # Stable sort keeps time order within a group; 16-bit codes let numpy use a radix sort.
         perm = np.argsort(codes.astype(np.uint16) if n_keys <= 65536 else codes, kind="stable")
@@ -248,11 +268,13 @@ class GroupHistory:
 
         num, den = level(g, c)
         stats = peaks_at.stats(start, np.minimum(avail0[g] + c, LONG), num, den)
+        seen_max, group_max = _running_max(g, np.where(valid, x, -np.inf), max0)
         dest = perm if out_index is None else out_index[perm]
-        out = HistoryFeatures([np.empty(n) for _ in stats], np.empty(n))
+        out = HistoryFeatures([np.empty(n) for _ in stats], np.empty(n), np.empty(n))
         for o, values in zip(out.stats, stats, strict=True):
             o[dest] = values
         out.count[dest] = count0[g] + c
+        out.max_seen[dest] = np.where(np.isfinite(seen_max), seen_max, np.nan)
 
         if commit:
             gi = np.arange(n_keys)
@@ -261,15 +283,17 @@ class GroupHistory:
             new_num, new_den = level(gi, n_valid)
             new_stats = peaks_at.stats(end, np.minimum(new_count, LONG), new_num, new_den)
             new_last = seq[end[:, None] + np.arange(LONG)]
-            self._store(keys, sidx, new_last, new_count, new_num, new_den, np.column_stack(new_stats))
+            self._store(keys, sidx, new_last, new_count, new_num, new_den, np.column_stack(new_stats),
+                        group_max)
         return out
 
-    def _store(self, keys, sidx, last, count, num, den, stats) -> None:
+    def _store(self, keys, sidx, last, count, num, den, stats, peak_max) -> None:
         """Overwrite known groups and append new ones."""
         known = sidx >= 0
         rows = sidx[known]
         self.last[rows], self.count[rows] = last[known], count[known]
         self.num[rows], self.den[rows], self.next_stats[rows] = num[known], den[known], stats[known]
+        self.peak_max[rows] = peak_max[known]
         new = np.flatnonzero(~known)
         if new.size:
             start = self.n_groups
@@ -279,4 +303,5 @@ class GroupHistory:
             self.count = np.concatenate([self.count, count[new]])
             self.num = np.concatenate([self.num, num[new]])
             self.den = np.concatenate([self.den, den[new]])
+            self.peak_max = np.concatenate([self.peak_max, peak_max[new]])
             self.next_stats = np.concatenate([self.next_stats, stats[new]])

@@ -4,6 +4,12 @@
   the cluster allocates today.
 * :class:`GroupPercentile`: the 95th percentile of the job group's recent peaks times a margin
   (``hist_grp_p95_5 x margin``): how Kubernetes VPA / GKE Autopilot recommend requests.
+* :class:`MaxSeen`: the largest peak the job's group has seen so far times a margin, updated as
+  jobs finish (the configured request for a group without history): what workflow users and
+  trace-to-config tools do today.
+* :class:`VerticalPodAutoscaler`: Kubernetes VPA's recommendation for the job's group (90th
+  percentile of a decaying histogram of peaks + 15 %, bumped after out-of-memory kills;
+  :mod:`resource_prediction.features.vpa`), the configured request until it has history.
 * :class:`GlobalQuantile`: one quantile of all training peaks for every job.
 """
 
@@ -20,9 +26,12 @@ __all__ = [
     "ConfiguredRequest",
     "GlobalQuantile",
     "GroupPercentile",
+    "MaxSeen",
+    "VerticalPodAutoscaler",
     "configured_request_search_space",
     "global_quantile_search_space",
     "group_percentile_search_space",
+    "max_seen_search_space",
 ]
 
 
@@ -121,6 +130,76 @@ class GroupPercentile(ColumnBaseline):
         return Xa[:, self.column_index_] * self.margin
 
 
+class HistoryBaseline(ColumnBaseline):
+    """A history column times ``margin``; the configured request where the group has no history
+    (abstract: subclasses set the defaults)."""
+
+    def _check_params(self) -> None:
+        if self.margin <= 0:
+            raise ValueError(f"margin must be positive, got {self.margin}")
+        names = list(getattr(self, "feature_names_in_", []))
+        self.request_index_ = names.index(self.request) if self.request in names else None
+
+    def _predict(self, Xa: np.ndarray) -> np.ndarray:
+        values = Xa[:, self.column_index_] * self.margin
+        fallback = np.full(values.size, self.fallback_gb_)
+        if self.request_index_ is not None:
+            request = Xa[:, self.request_index_]
+            fallback = np.where(np.isfinite(request) & (request > 0), request, fallback)
+        return np.where(np.isfinite(values) & (values > 0), values, fallback)
+
+
+class MaxSeen(HistoryBaseline):
+    """Allocate the largest peak the job's group has seen so far times ``margin``.
+
+    Parameters
+    ----------
+    column : str or int
+        The group's running maximum peak (GB), ``hist_grp_max_seen`` by default.
+    margin : float
+        Multiplier (1.2: the rule of thumb of workflow users).
+    request : str
+        The configured request (GB), allocated while the group has no history.
+
+    Attributes
+    ----------
+    fallback_gb_ : float
+        Median training value of the column, for rows with neither history nor request.
+    """
+
+    def __init__(self, column: str | int = "hist_grp_max_seen", margin: float = 1.2,
+                 request: str = "memreq_gb"):
+        self.column = column
+        self.margin = margin
+        self.request = request
+
+
+class VerticalPodAutoscaler(HistoryBaseline):
+    """Allocate Kubernetes VPA's recommendation for the job's group.
+
+    Parameters
+    ----------
+    column : str or int
+        The group's VPA recommendation (GB), ``hist_grp_vpa`` by default (it includes VPA's
+        15 % margin and out-of-memory bumps).
+    margin : float
+        Extra multiplier (1: VPA as it ships).
+    request : str
+        The configured request (GB), allocated while the group has no history.
+
+    Attributes
+    ----------
+    fallback_gb_ : float
+        Median training value of the column, for rows with neither history nor request.
+    """
+
+    def __init__(self, column: str | int = "hist_grp_vpa", margin: float = 1.0,
+                 request: str = "memreq_gb"):
+        self.column = column
+        self.margin = margin
+        self.request = request
+
+
 class GlobalQuantile(BasePredictor):
     """Allocate the same quantile of the training peaks to every job.
 
@@ -180,4 +259,12 @@ def global_quantile_search_space(trial) -> dict:
     return {
         **suggest_preprocessor_params(trial, use_quant_features=(True,)),
         "quantile": trial.suggest_float("quantile", 0.5, 0.999),
+    }
+
+
+def max_seen_search_space(trial) -> dict:
+    """The margin over the group's largest peak."""
+    return {
+        **suggest_preprocessor_params(trial, use_quant_features=(True,)),
+        "margin": trial.suggest_float("margin", 1.0, 2.0),
     }
