@@ -1,0 +1,108 @@
+"""Allocation quality on data the models were not tuned to: every scenario and every real trace.
+
+For each scenario of the synthetic generator (:data:`resource_prediction.synthetic.SCENARIOS`,
+seed ``--seed``) and each real Nextflow trace under ``--traces`` (default ``../shared/data/nextflow``;
+skipped where absent), it evaluates every family with its default hyper-parameters as
+``resource-prediction evaluate --evaluate-all-archs`` does (:class:`~resource_prediction.training.
+evaluation.Trainer`): the champion is chosen on the validation window inside the training period,
+and every family is scored on the latest 10 % (holdout, causal replay). Per data set the JSON
+holds the holdout table (with the ratio of each score to the oracle's where the data has truth),
+the champion, whether it beats the configured request, ``max_seen``, ``vpa`` and
+``group_percentile``, and the cost-aware safe variant against the configured request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from resource_prediction.data import load_telemetry
+from resource_prediction.paths import ArtifactPaths
+from resource_prediction.synthetic import SCENARIOS, generate_telemetry
+from resource_prediction.training.evaluation import ORACLE, Trainer
+
+DEFAULT_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nextflow"
+COLUMNS = ["family", "task_type", "val_business_score", "business_score", "under_pct", "total_over_pct"]
+BASELINES_TO_BEAT = ("configured_request", "max_seen", "vpa", "group_percentile")
+
+
+def summarise(name: str, result, seconds: float) -> dict:
+    """The JSON record of one data set's evaluation."""
+    table = result.holdout.set_index("family")
+    rows = result.holdout[COLUMNS].copy()
+    oracle = table.loc[ORACLE, "business_score"] if ORACLE in table.index else None
+    if oracle is not None:
+        rows["ratio_to_oracle"] = rows["business_score"] / oracle
+    champion = result.champions.get("overall")
+    score = float(table.loc[champion, "business_score"]) if champion else None
+    out = {
+        "data": name,
+        "seconds": round(seconds, 1),
+        "champion": champion,
+        "champion_score": score,
+        "champion_under_pct": float(table.loc[champion, "under_pct"]) if champion else None,
+        "oracle_score": None if oracle is None else float(oracle),
+        "champion_ratio_to_oracle": None if oracle is None or score is None else score / oracle,
+        "champion_beats": {
+            b: bool(score < table.loc[b, "business_score"]) for b in BASELINES_TO_BEAT
+            if b in table.index and score is not None
+        },
+        "table": json.loads(rows.round(3).to_json(orient="records")),
+    }
+    frontier = result.frontier
+    if frontier is not None and (frontier["variant"] == "cost_aware_safe").any():
+        safe = frontier[frontier["variant"] == "cost_aware_safe"].iloc[0]
+        request = table.loc["configured_request"]
+        out["safe_variant"] = {
+            "penalty": float(safe["penalty"]),
+            "holdout_under_pct": float(safe["holdout_under_pct"]),
+            "holdout_total_over_pct": float(safe["holdout_total_over_pct"]),
+            "request_under_pct": float(request["under_pct"]),
+            "request_total_over_pct": float(request["total_over_pct"]),
+            "over_reduction_vs_request": 1 - safe["holdout_total_over_pct"] / request["total_over_pct"],
+        }
+    return out
+
+
+def evaluate(name: str, df: pd.DataFrame, workdir: Path) -> dict:
+    start = time.perf_counter()
+    trainer = Trainer(df, paths=ArtifactPaths(workdir / name), storage="memory", n_boot=200)
+    result = trainer.run(evaluate_all_archs=True, write=False)
+    record = summarise(name, result, time.perf_counter() - start)
+    beats = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in record["champion_beats"].items())
+    ratio = record["champion_ratio_to_oracle"]
+    print(f"{name:22s} champion {record['champion']:24s} {record['champion_score']:7.1f}"
+          + (f" ({ratio:.3f} x oracle)" if ratio else "") + f"; beats {beats}", flush=True)
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="artifacts/bench/quality.json")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES, help="folder of trace_*.csv")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    results: dict = {"seed": args.seed, "scenarios": [], "traces": []}
+    traces = sorted(args.traces.glob("trace_*.csv")) if args.traces.is_dir() else []
+    if not traces:
+        results["traces_skipped"] = f"no trace_*.csv under {args.traces}"
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        for scenario in args.scenarios:
+            df = generate_telemetry(seed=args.seed, with_truth=True, scenario=scenario)
+            results["scenarios"].append(evaluate(scenario, df, Path(tmp)))
+        for trace in traces:
+            results["traces"].append(evaluate(trace.stem, load_telemetry(trace), Path(tmp)))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
