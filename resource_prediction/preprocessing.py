@@ -32,8 +32,11 @@ Feature families (column names are fixed; see :attr:`ModelPreprocessor.feature_n
   from the coarse group ``(component, makeType)``, then from all jobs, and with no history at all from
   the job's own request ``memreq_gb``; ``hist_grp_source`` says which (0 group, 1 coarse, 2 global,
   3 request). Coarse group: ``hist_coarse_p95_5``, ``hist_coarse_max_20``, ``hist_coarse_ewm``,
-  ``hist_coarse_count``; all jobs: ``hist_global_mean_5``, ``hist_global_p95_20``. History columns are
-  never NaN, so a baseline ``hist_grp_p95_5 x margin`` always works.
+  ``hist_coarse_count``; all jobs: ``hist_global_mean_5``, ``hist_global_p95_20``. Today's
+  recommenders per group: ``hist_grp_max_seen`` (the largest peak the group has seen, all of its
+  history) and ``hist_grp_vpa`` (Kubernetes VPA's recommendation, :mod:`resource_prediction.
+  features.vpa`); a group without peaks shows its fallback's ``hist_grp_max_20`` there. History
+  columns are never NaN, so a baseline ``hist_grp_p95_5 x margin`` always works.
 
 How the history is used:
 
@@ -77,6 +80,7 @@ from resource_prediction.features.raw import (
     time_to_ns,
     to_float,
 )
+from resource_prediction.features.vpa import DecayingHistograms
 
 TEMPORAL_FEATURES: tuple[str, ...] = ("year", "month", "day_of_week", "hour", "week_of_year")
 CATEGORICAL_FEATURES: tuple[str, ...] = (
@@ -93,9 +97,11 @@ QUANT_FEATURES: tuple[str, ...] = (
 GROUP_STATS = {f"hist_grp_{s}": i for i, s in enumerate(STAT_NAMES)}
 COARSE_STATS = {"hist_coarse_p95_5": 1, "hist_coarse_max_20": 3, "hist_coarse_ewm": 5}
 GLOBAL_STATS = {"hist_global_mean_5": 2, "hist_global_p95_20": 4}
+#: Recommenders of today's practice, per group: its largest peak so far, and Kubernetes VPA's.
+RECOMMENDER_FEATURES: tuple[str, ...] = ("hist_grp_max_seen", "hist_grp_vpa")
 HISTORY_FEATURES: tuple[str, ...] = (
     *GROUP_STATS, "hist_grp_count", "hist_grp_source", *COARSE_STATS, "hist_coarse_count",
-    *GLOBAL_STATS,
+    *GLOBAL_STATS, *RECOMMENDER_FEATURES,
 )
 ENCODINGS = ("category", "onehot")
 #: Fill value of ``branch_number`` for branches without a number (``main``).
@@ -312,6 +318,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.high_parallelism_threshold_ = float(np.percentile(finite, 75)) if finite.size else np.inf
         self._set_output_layout()
 
+        self.vpa_ = DecayingHistograms()
         self.history_ = {
             level: GroupHistory(self.ewm_alpha) for level in ("fine", "coarse", "global")
         }
@@ -404,6 +411,12 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             out[level] = self.history_[level].replay(
                 codes[order], key_list, p, commit=commit, out_index=order
             )
+        codes, key_list = keys.fine
+        vpa = np.empty(order.size)
+        vpa[order] = self.vpa_.replay(
+            [key_list[c] for c in codes[order]], p, keys.ns[order] / 1e9, commit=commit
+        )
+        out["vpa"] = vpa
         return out
 
     def _history(self, parsed: _Parsed, peaks: np.ndarray | None, *, commit: bool) -> dict[str, np.ndarray]:
@@ -417,6 +430,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
                 "fine": self.history_["fine"].current(*keys.fine),
                 "coarse": self.history_["coarse"].current(*keys.coarse),
                 "global": self.history_["global"].current(np.zeros(n, np.intp), [_GLOBAL_KEY]),
+                "vpa": self.vpa_.current(*keys.fine),
             }
         fine, coarse, glob = levels["fine"], levels["coarse"], levels["global"]
         # Fallbacks in place on the rows that need them (few): global <- request, coarse <- global,
@@ -440,6 +454,11 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         source[from_global] = 2.0
         source[no_history[fine.count[no_history] < self.min_history]] = 3.0
         hist = {name: fine.stats[i] for name, i in GROUP_STATS.items()}
+        # Without history of its own the group's recommenders show the fallback's recent maximum
+        # (the baselines read hist_grp_count and allocate the request instead).
+        max_20 = fine.stats[GROUP_STATS["hist_grp_max_20"]]
+        hist["hist_grp_max_seen"] = np.where(np.isnan(fine.max_seen), max_20, fine.max_seen)
+        hist["hist_grp_vpa"] = np.where(np.isnan(levels["vpa"]), max_20, levels["vpa"])
         hist["hist_grp_count"] = fine.count
         hist["hist_grp_source"] = source
         hist.update({name: coarse.stats[i] for name, i in COARSE_STATS.items()})

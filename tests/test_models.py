@@ -27,8 +27,10 @@ from resource_prediction.models import (
     LightGBMBinnedClassifier,
     LightGBMPolicyRegressor,
     LogisticBinnedClassifier,
+    MaxSeen,
     QuantileEnsembleRegressor,
     RandomForestBinnedClassifier,
+    VerticalPodAutoscaler,
     XGBoostBinnedClassifier,
     XGBoostPolicyRegressor,
     business_scorer,
@@ -79,7 +81,9 @@ def _fit_family(name, data):
     return estimator, X_holdout
 
 
-@pytest.mark.parametrize("name", [n for n in families() if n != "global_quantile"])
+# VPA as it ships forgets a group within days (24-hour half-life): on build telemetry whose
+# groups run days apart it is the last peak + 15 % and fails often; it is a baseline, not a bar.
+@pytest.mark.parametrize("name", [n for n in families() if n not in ("global_quantile", "vpa")])
 def test_family_beats_global_quantile(name, data, global_quantile_score):
     estimator, X_holdout = _fit_family(name, data)
     alloc = estimator.predict(X_holdout)
@@ -421,6 +425,8 @@ _CHECKED = [
     CostAwareRegressor(n_estimators=5, scale_n_estimators=5, n_support=16),
     ConfiguredRequest(column=0),
     GroupPercentile(column=0),
+    MaxSeen(column=0),
+    VerticalPodAutoscaler(column=0),
     GlobalQuantile(),
 ]
 

@@ -34,6 +34,8 @@ EXPECTED = {
     "lr_classification": "classification",
     "configured_request": "baseline",
     "group_percentile": "baseline",
+    "max_seen": "baseline",
+    "vpa": "baseline",
     "global_quantile": "baseline",
 }
 

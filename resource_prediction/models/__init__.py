@@ -11,7 +11,13 @@ from resource_prediction.models.base import (
     business_scorer,
     suggest_preprocessor_params,
 )
-from resource_prediction.models.baselines import ConfiguredRequest, GlobalQuantile, GroupPercentile
+from resource_prediction.models.baselines import (
+    ConfiguredRequest,
+    GlobalQuantile,
+    GroupPercentile,
+    MaxSeen,
+    VerticalPodAutoscaler,
+)
 from resource_prediction.models.binned import BinnedClassifier, learn_bins
 from resource_prediction.models.boosting import (
     LightGBMPolicyRegressor,
@@ -38,9 +44,11 @@ __all__ = [
     "LightGBMBinnedClassifier",
     "LightGBMPolicyRegressor",
     "LogisticBinnedClassifier",
+    "MaxSeen",
     "PolicyBoostingRegressor",
     "QuantileEnsembleRegressor",
     "RandomForestBinnedClassifier",
+    "VerticalPodAutoscaler",
     "XGBoostBinnedClassifier",
     "XGBoostPolicyRegressor",
     "business_loss",

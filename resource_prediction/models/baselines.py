@@ -131,22 +131,26 @@ class GroupPercentile(ColumnBaseline):
 
 
 class HistoryBaseline(ColumnBaseline):
-    """A history column times ``margin``; the configured request where the group has no history
-    (abstract: subclasses set the defaults)."""
+    """A history column times ``margin``; the configured request where the group has no peak
+    yet (``history`` below 1) or the column is unusable (abstract: subclasses set the defaults)."""
 
     def _check_params(self) -> None:
         if self.margin <= 0:
             raise ValueError(f"margin must be positive, got {self.margin}")
         names = list(getattr(self, "feature_names_in_", []))
         self.request_index_ = names.index(self.request) if self.request in names else None
+        self.history_index_ = names.index(self.history) if self.history in names else None
 
     def _predict(self, Xa: np.ndarray) -> np.ndarray:
         values = Xa[:, self.column_index_] * self.margin
+        usable = np.isfinite(values) & (values > 0)
+        if self.history_index_ is not None:
+            usable &= np.nan_to_num(Xa[:, self.history_index_]) >= 1
         fallback = np.full(values.size, self.fallback_gb_)
         if self.request_index_ is not None:
             request = Xa[:, self.request_index_]
             fallback = np.where(np.isfinite(request) & (request > 0), request, fallback)
-        return np.where(np.isfinite(values) & (values > 0), values, fallback)
+        return np.where(usable, values, fallback)
 
 
 class MaxSeen(HistoryBaseline):
@@ -160,6 +164,8 @@ class MaxSeen(HistoryBaseline):
         Multiplier (1.2: the rule of thumb of workflow users).
     request : str
         The configured request (GB), allocated while the group has no history.
+    history : str
+        The number of peaks the job's group has seen.
 
     Attributes
     ----------
@@ -168,10 +174,11 @@ class MaxSeen(HistoryBaseline):
     """
 
     def __init__(self, column: str | int = "hist_grp_max_seen", margin: float = 1.2,
-                 request: str = "memreq_gb"):
+                 request: str = "memreq_gb", history: str = "hist_grp_count"):
         self.column = column
         self.margin = margin
         self.request = request
+        self.history = history
 
 
 class VerticalPodAutoscaler(HistoryBaseline):
@@ -186,6 +193,8 @@ class VerticalPodAutoscaler(HistoryBaseline):
         Extra multiplier (1: VPA as it ships).
     request : str
         The configured request (GB), allocated while the group has no history.
+    history : str
+        The number of peaks the job's group has seen.
 
     Attributes
     ----------
@@ -194,10 +203,11 @@ class VerticalPodAutoscaler(HistoryBaseline):
     """
 
     def __init__(self, column: str | int = "hist_grp_vpa", margin: float = 1.0,
-                 request: str = "memreq_gb"):
+                 request: str = "memreq_gb", history: str = "hist_grp_count"):
         self.column = column
         self.margin = margin
         self.request = request
+        self.history = history
 
 
 class GlobalQuantile(BasePredictor):
