@@ -51,6 +51,9 @@ _CHUNK = 20_000
 #: How the residuals are calibrated: forward blocks of time, or cross-fitting on contiguous /
 #: shuffled folds (in-period errors, no drift).
 CALIBRATIONS = ("forward", "kfold", "shuffled")
+#: Features that name a job's task type in the sources' schemas (build component, Nextflow
+#: process, Slurm job name): Mondrian candidates; those absent from ``X`` are skipped.
+TASK_TYPE_FEATURES = ("component", "process", "JobName")
 #: No predictive distribution reaches beyond this multiple of the largest training peak.
 MAX_RATIO = 100.0
 #: Location kinds: boosted trees (relative to ``offset``), or one ratio to ``flat_offset`` for
@@ -203,7 +206,7 @@ class CostAwareRegressor(BasePredictor):
         calibration: str = "forward",
         n_blocks: int = 4,
         first_block: float = 0.4,
-        mondrian: str | tuple | None = ("hist_grp_count", "component", None),
+        mondrian: str | tuple | None = ("hist_grp_count", *TASK_TYPE_FEATURES, None),
         mondrian_edges: tuple[float, ...] = (1, 3, 10),
         min_calibration: int = 50,
         recency: float = 0.0,
