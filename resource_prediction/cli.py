@@ -15,7 +15,7 @@ from pathlib import Path
 from resource_prediction.data import TelemetryError, load_telemetry, save_telemetry
 from resource_prediction.paths import DEFAULT_ARTIFACTS_DIR, ArtifactPaths
 from resource_prediction.summary import format_summary, telemetry_summary
-from resource_prediction.synthetic import DEFAULT_N_JOBS, generate_telemetry
+from resource_prediction.synthetic import DEFAULT_N_JOBS, SCENARIOS, generate_telemetry
 
 log = logging.getLogger("resource_prediction")
 
@@ -30,9 +30,9 @@ def ensure_default_data(paths: ArtifactPaths, n_jobs: int = DEFAULT_N_JOBS, seed
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    df = generate_telemetry(args.jobs, seed=args.seed, with_truth=not args.no_truth)
+    df = generate_telemetry(args.jobs, seed=args.seed, with_truth=not args.no_truth, scenario=args.scenario)
     path = save_telemetry(df, args.out)
-    print(f"wrote {len(df):,} jobs to {path}")
+    print(f"wrote {len(df):,} jobs ({args.scenario}) to {path}")
     return 0
 
 
@@ -50,7 +50,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate synthetic telemetry (CSV or Parquet by extension)")
-    p.add_argument("--jobs", type=int, default=DEFAULT_N_JOBS, help="number of jobs")
+    p.add_argument("--jobs", type=int, help="number of jobs (default: the scenario's own size)")
+    p.add_argument("--scenario", choices=list(SCENARIOS), default="default",
+                   help="generator scenario (see resource_prediction.synthetic.SCENARIOS; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output path: .csv (';'-separated) or .parquet")
     p.add_argument("--no-truth", action="store_true", help="leave out the truth_* columns")

@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,12 +10,18 @@ from resource_prediction.allocation import (
     optimal_allocation_from_samples,
     unit_failure_cost,
 )
-from resource_prediction.data import RAW_COLUMNS, time_split
+from resource_prediction.cli import main
+from resource_prediction.data import RAW_COLUMNS, load_telemetry, time_split
+from resource_prediction.deployable import data_fingerprint
 from resource_prediction.metrics import allocation_metrics, business_score
 from resource_prediction.synthetic import (
+    DEFAULT_N_JOBS,
+    SCENARIOS,
     TRUTH_COLUMNS,
+    Scenario,
     expected_peak_gb,
     generate_telemetry,
+    list_scenarios,
     oracle_allocation,
 )
 
@@ -101,3 +109,179 @@ def test_sample_solver_agrees_with_the_mixture_solver(small_telemetry):
     exact = optimal_allocation_lognormal_mixture(*(sub[c].to_numpy() for c in TRUTH_COLUMNS), unit_cost)
     ratio = from_samples / exact
     assert np.median(np.abs(ratio - 1)) < 0.03
+
+
+# --- scenarios ---------------------------------------------------------------------------------------
+
+SCENARIO_JOBS = 20_000
+
+
+def _frame_hash(df: pd.DataFrame) -> str:
+    """SHA-256 of every column (raw and truth) and the index."""
+    return hashlib.sha256(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def scenario_frames() -> dict[str, pd.DataFrame]:
+    """Every scenario, seed 0, with truth: 20,000 jobs (``little_data`` its own 2,000)."""
+    return {
+        name: generate_telemetry(None if name == "little_data" else SCENARIO_JOBS, seed=0, with_truth=True,
+                                 scenario=name)
+        for name in SCENARIOS
+    }
+
+
+def test_default_scenario_is_the_data_from_before_scenarios():
+    """Fingerprints taken with the generator as it was before scenarios existed (commit dfbef1c)."""
+    old = generate_telemetry(2000, seed=0, with_truth=True)
+    assert data_fingerprint(old) == "f0be045ffeb1e4a02de4b432eaae71b974eb499738d8c9658eb4b51e36c5e8c2"
+    assert _frame_hash(old) == "734c26e06c58cc1f4bba7d3bf6651dfb1378279634fb3d6d352540536ad5d26b"
+    other = generate_telemetry(3000, seed=5, with_truth=True, scenario="default")
+    assert _frame_hash(other) == "b0514625810056b1e57202d5f4cd837cd0ec11228fac986a54ec758d90cb3bc7"
+
+
+def test_scenarios_are_listed_and_unknown_names_are_refused():
+    assert list(list_scenarios()) == list(SCENARIOS)
+    assert {"default", "strong_drift", "new_components", "workflow_phases", "heavy_tails", "little_data"} <= set(
+        SCENARIOS
+    )
+    assert all(isinstance(s, Scenario) for s in SCENARIOS.values())
+    with pytest.raises(ValueError, match="unknown scenario 'nope'.*strong_drift"):
+        generate_telemetry(100, scenario="nope")
+    assert len(generate_telemetry(scenario="default")) == DEFAULT_N_JOBS
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_is_reproducible_and_well_formed(name, scenario_frames):
+    df = scenario_frames[name]
+    again = generate_telemetry(len(df), seed=0, with_truth=True, scenario=name)
+    pd.testing.assert_frame_equal(df, again)
+    other = generate_telemetry(len(df), seed=1, scenario=name)
+    assert not np.allclose(df["max_rss"].to_numpy(), other["max_rss"].to_numpy())
+    assert list(df.columns[: len(RAW_COLUMNS)]) == list(RAW_COLUMNS)
+    assert df["time"].is_monotonic_increasing and (df["max_rss"] > 0).all()
+    assert df[list(TRUTH_COLUMNS)].notna().all().all()
+    over = df["max_rss_gb"] > df["memreq_gb"]
+    assert (df.loc[over, "memory_fail_count"] > 0).all()
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_configured_request_stays_realistic(name, scenario_frames):
+    """People's request over-provisions most jobs and still fails a few, in every scenario."""
+    _, holdout = time_split(scenario_frames[name])
+    m = allocation_metrics(holdout["memreq_gb"], holdout["max_rss_gb"])
+    assert 0.5 < m["under_pct"] < 20.0
+    assert 60.0 < m["total_over_pct"] < 400.0
+
+
+def _growth_by_component(df: pd.DataFrame) -> float:
+    """Median over components of the mean log-peak location in the last quarter minus the first."""
+    t = (df["time"] - df["time"].iloc[0]).dt.days.to_numpy()
+    quarter = np.where(t < 91, 0, np.where(t >= 274, 1, -1))
+    both = df.assign(quarter=quarter).query("quarter >= 0")
+    means = both.groupby(["component", "quarter"])["truth_mu"].mean().unstack()
+    return float((means[1] - means[0]).median())
+
+
+def test_strong_drift_grows_faster_than_default(scenario_frames):
+    default, drift = _growth_by_component(scenario_frames["default"]), _growth_by_component(
+        scenario_frames["strong_drift"]
+    )
+    assert drift > default + 0.25, (default, drift)
+
+
+def test_new_components_appear_mid_stream_and_some_have_no_history(scenario_frames):
+    for name, expect_new in (("default", False), ("new_components", True)):
+        df = scenario_frames[name]
+        first_half = set(df["component"].iloc[: len(df) // 2])
+        train, holdout = time_split(df)
+        history = train["component"].value_counts()
+        cold = [c for c in holdout["component"].unique() if history.get(c, 0) < 20]
+        assert bool(set(df["component"]) - first_half) == expect_new, name
+        assert bool(cold) == expect_new, (name, cold)
+
+
+def test_workflow_phases_run_in_stages_with_two_valued_peaks(scenario_frames):
+    for name, staged in (("default", False), ("workflow_phases", True)):
+        df = scenario_frames[name]
+        stage = (df["time"] - df["time"].iloc[0]).dt.days.to_numpy() * 6 // 366
+        stages_per_component = df.assign(stage=stage).groupby("component")["stage"].nunique()
+        assert ((stages_per_component <= 3).sum() >= 10) == staged, name
+    wf = scenario_frames["workflow_phases"]
+    # an unobserved input size: a second mode 1.7-4x heavier, common, several spreads away
+    gap = wf["truth_outlier_mu"] - wf["truth_mu"]
+    assert (wf["truth_outlier_prob"] >= 0.2).all() and (gap >= np.log(1.7) - 1e-9).all()
+    assert (gap / wf["truth_sigma"]).median() > 4
+    assert 0.2 < wf["truth_is_outlier"].mean() < 0.6
+    # both modes show in the peaks of one component's jobs (same features up to noise)
+    ratio = np.log(wf["max_rss_gb"]) - wf["truth_mu"]
+    assert ((ratio > gap / 2) == wf["truth_is_outlier"]).mean() > 0.97
+
+
+def test_heavy_tails_has_more_and_heavier_outliers(scenario_frames):
+    default, heavy = scenario_frames["default"], scenario_frames["heavy_tails"]
+    assert heavy["truth_is_outlier"].mean() > 3 * default["truth_is_outlier"].mean()
+    factor = np.exp((heavy["truth_outlier_mu"] - heavy["truth_mu"]).median())
+    assert factor > np.exp((default["truth_outlier_mu"] - default["truth_mu"]).median()) + 1
+    assert heavy["truth_outlier_sigma"].mean() > default["truth_outlier_sigma"].mean()
+    assert heavy["truth_sigma"].mean() > default["truth_sigma"].mean()
+
+
+def test_little_data_has_2000_jobs(scenario_frames):
+    assert len(scenario_frames["little_data"]) == 2000 == SCENARIOS["little_data"].n_jobs
+
+
+def _mixture_draws(df: pd.DataFrame, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(len(df), n)`` peaks drawn from each row's true mixture, sorted per row."""
+    mu, sigma, p, mu_o, sigma_o = (df[c].to_numpy(dtype=float)[:, None] for c in TRUTH_COLUMNS)
+    second = rng.random((len(df), n)) < p
+    z = rng.standard_normal((len(df), n))
+    return np.sort(np.exp(np.where(second, mu_o + sigma_o * z, mu + sigma * z)), axis=1)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_oracle_matches_a_monte_carlo_minimum(name, scenario_frames):
+    """On sampled peaks, the expected cost is minimal at the oracle, for jobs of every scenario."""
+    _, holdout = time_split(scenario_frames[name])
+    unit_cost = unit_failure_cost(float(expected_peak_gb(holdout).mean()))
+    oracle = oracle_allocation(holdout)
+    rng = np.random.default_rng(4)
+    rows = rng.choice(len(holdout), 4, replace=False)
+    draws = _mixture_draws(holdout.iloc[rows], 400_000, rng)
+    for peaks, a_star in zip(draws, oracle[rows], strict=True):
+        candidates = a_star * np.linspace(0.8, 1.25, 91)
+        below = np.searchsorted(peaks, candidates, side="right")  # peaks <= a
+        partial = np.concatenate([[0.0], np.cumsum(peaks)])[below]
+        mc_cost = unit_cost * (1 - below / peaks.size) + (below * candidates - partial) / peaks.size
+        assert candidates[int(np.argmin(mc_cost))] == pytest.approx(a_star, rel=0.04)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_oracle_beats_every_fixed_quantile(name, scenario_frames):
+    """In expectation (exactly) and on the realised holdout, in every scenario."""
+    _, holdout = time_split(scenario_frames[name])
+    peaks = holdout["max_rss_gb"].to_numpy()
+    oracle = oracle_allocation(holdout)
+    unit_cost = unit_failure_cost(float(expected_peak_gb(holdout).mean()))
+    truth = [holdout[c].to_numpy() for c in TRUTH_COLUMNS]
+    oracle_cost = expected_job_cost(oracle, unit_cost, *truth).sum()
+    draws = _mixture_draws(holdout, 2000, np.random.default_rng(0))
+    for q in (0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999):
+        fixed = draws[:, int(q * (draws.shape[1] - 1))]
+        assert oracle_cost < expected_job_cost(fixed, unit_cost, *truth).sum(), q
+        assert business_score(oracle, peaks) < business_score(fixed, peaks), q
+
+
+def test_cli_generates_a_scenario(tmp_path, capsys):
+    out = tmp_path / "little.parquet"
+    assert main(["generate", "--scenario", "little_data", "--seed", "2", "--out", str(out)]) == 0
+    loaded = load_telemetry(out)
+    assert len(loaded) == 2000
+    assert "(little_data)" in capsys.readouterr().out
+    pd.testing.assert_series_equal(
+        loaded["max_rss_gb"].reset_index(drop=True),
+        generate_telemetry(seed=2, scenario="little_data")["max_rss_gb"],
+        check_names=False, rtol=1e-9,
+    )
+    with pytest.raises(SystemExit):
+        main(["generate", "--scenario", "nope", "--out", str(tmp_path / "x.csv")])
