@@ -7,7 +7,7 @@ ARTIFACTS ?= artifacts
 PORT   ?= 8000
 BOOK   := _build/html
 
-.PHONY: help venv run test bench lab html serve dev clean browser app lint
+.PHONY: help venv run test bench lab html serve dev clean browser app
 
 help:
 	@echo "make run    install, generate the default data, run the pipeline, build the book"

@@ -82,7 +82,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _
 
 def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     """The seed project's flags, used when no subcommand is given: run the notebooks (papermill)."""
-    from resource_prediction.pipeline import DEFAULT_N_TRIALS, TASK_TYPES
+    from resource_prediction.pipeline import DEFAULT_N_TRIALS
+    from resource_prediction.registry import SEARCH_TASK_TYPES
 
     g = parser.add_argument_group(
         "pipeline (no subcommand)",
@@ -97,7 +98,7 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--preprocess-only", action="store_true", help="run preprocessing and stop")
     g.add_argument("--evaluate-all-archs", action="store_true",
                    help="evaluate the best model of every family and chart them")
-    g.add_argument("--task-type", "--model-type", dest="task_type", choices=TASK_TYPES,
+    g.add_argument("--task-type", "--model-type", dest="task_type", choices=SEARCH_TASK_TYPES,
                    default="regression", help="regression or classification families (default: %(default)s)")
     g.add_argument("--model-family", metavar="NAME", help="search and evaluate this family only")
     g.add_argument("--data", help="raw telemetry (default: generated data under the artifacts)")

@@ -4,32 +4,17 @@
 returns them, or straight from ``pandas.read_csv(path, sep=";")``) and returns the GB to allocate
 to each. :meth:`DeployableModel.train` builds one from a registered family in one call.
 
-Artifact format and trust model
--------------------------------
-A saved model is one file: a magic line, a JSON header line, then a pickle payload. The header
-holds the format version, the library version, the payload's length and SHA-256, and optionally
-an HMAC-SHA256 signature of the payload. :meth:`DeployableModel.load` checks all of these
-**before** unpickling anything and refuses (:class:`ArtifactError`) a file whose payload does not
-match its checksum, whose format major version this library cannot read, or whose signature is
-missing or wrong while a signing key is configured.
-
-Pickles execute code when loaded. The checksum catches corruption and accidental edits, not an
-attacker who can rewrite the file (they can rewrite the checksum too): load only artifacts this
-project wrote, from storage you trust. To protect against tampering, set a secret in the
-environment variable ``RESOURCE_PREDICTION_SIGNING_KEY`` both when saving and when loading: files
-are then signed with HMAC-SHA256 and unsigned or wrongly signed files are refused. A signed file
-cannot be loaded without the key.
+A saved model is one file in the project's checked artifact format
+(:mod:`resource_prediction.artifacts`: magic line, JSON header with the payload's SHA-256 and an
+optional HMAC signature, then the pickle); :meth:`DeployableModel.load` verifies it before unpickling.
+Load only model files this project wrote, from storage you trust (see the trust model there).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
-import os
-import pickle
 import platform
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,11 +23,20 @@ import numpy as np
 import pandas as pd
 
 import resource_prediction
-from resource_prediction.config import ModelFamily, get_family, split_params
+from resource_prediction.artifacts import (
+    FORMAT_VERSION,
+    SIGNING_KEY_ENV,
+    ArtifactError,
+    jsonable,
+    read_artifact,
+    read_artifact_header,
+    write_artifact,
+)
 from resource_prediction.data import RAW_COLUMNS
 from resource_prediction.features.raw import NAT_SORT_KEY, column, target_gb, time_to_ns
 from resource_prediction.metrics import DEFAULT_PENALTY, allocation_metrics
 from resource_prediction.preprocessing import ModelPreprocessor
+from resource_prediction.registry import ModelFamily, get_family, split_params
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,16 +46,9 @@ __all__ = [
     "data_fingerprint",
 ]
 
-#: ``major.minor``: a reader accepts any file of its own major version.
-FORMAT_VERSION = "1.0"
-SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
+#: The first line of a model file.
 MAGIC = b"RESOURCE-PREDICTION-MODEL\n"
-_MAX_HEADER_BYTES = 1 << 20
-
-
-class ArtifactError(ValueError):
-    """A model file that must not be loaded (corrupt, tampered, unsigned or incompatible)."""
-
+_WHAT = "model file"
 
 def _time_ns(raw_df: pd.DataFrame) -> np.ndarray:
     return time_to_ns(column(raw_df, "time"))
@@ -93,21 +80,6 @@ def data_fingerprint(raw_df: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
-    """Parameters as JSON values (estimators and other objects as their repr)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple) and all(
-        isinstance(v, str | int | float | bool | type(None)) for v in value
-    ):
-        return list(value)
-    return repr(value)
-
-
 def _library_versions() -> dict[str, str]:
     import lightgbm
     import sklearn
@@ -122,11 +94,6 @@ def _library_versions() -> dict[str, str]:
         "xgboost": xgboost.__version__,
         "lightgbm": lightgbm.__version__,
     }
-
-
-def _signing_key() -> bytes | None:
-    key = os.environ.get(SIGNING_KEY_ENV)
-    return key.encode() if key else None
 
 
 class DeployableModel:
@@ -206,9 +173,9 @@ class DeployableModel:
             "family": fam.name,
             "task_type": fam.task_type,
             "estimator_class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-            "params": _jsonable(params),
-            "estimator_params": _jsonable(estimator.get_params(deep=False)),
-            "preprocessor_params": _jsonable(preprocessor.get_params(deep=False)),
+            "params": jsonable(params),
+            "estimator_params": jsonable(estimator.get_params(deep=False)),
+            "preprocessor_params": jsonable(preprocessor.get_params(deep=False)),
             "penalty": float(penalty),
             "seed": int(seed),
             "features": list(preprocessor.feature_names_),
@@ -265,7 +232,7 @@ class DeployableModel:
 
     def set_holdout_metrics(self, metrics: dict[str, Any] | None) -> DeployableModel:
         """Record holdout metrics in the metadata; returns ``self``."""
-        self.metadata["holdout_metrics"] = _jsonable(dict(metrics)) if metrics is not None else None
+        self.metadata["holdout_metrics"] = jsonable(dict(metrics)) if metrics is not None else None
         return self
 
     @property
@@ -286,31 +253,13 @@ class DeployableModel:
         path = Path(path)
         if path.suffix != ".pkl":
             raise ValueError(f"model files end in .pkl, got {path.name!r}")
-        payload = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
-        key = _signing_key()
-        header = {
-            "format_version": FORMAT_VERSION,
-            "library_version": resource_prediction.__version__,
-            "python": sys.version.split()[0],
-            "family": self.metadata.get("family"),
-            "created_at": self.metadata.get("created_at"),
-            "payload_bytes": len(payload),
-            "payload_sha256": hashlib.sha256(payload).hexdigest(),
-            "signature": hmac.new(key, payload, hashlib.sha256).hexdigest() if key else None,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".pkl.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(MAGIC)
-            fh.write(json.dumps(header, sort_keys=True).encode() + b"\n")
-            fh.write(payload)
-        tmp.replace(path)
-        return path
+        header = {"family": self.metadata.get("family"), "created_at": self.metadata.get("created_at")}
+        return write_artifact(path, self, magic=MAGIC, header=header)
 
     @staticmethod
     def read_header(path: str | Path) -> dict[str, Any]:
         """The JSON header of a model file (nothing is unpickled)."""
-        return _read(Path(path), payload=False)[0]
+        return read_artifact_header(path, magic=MAGIC, what=_WHAT)
 
     @classmethod
     def load(cls, path: str | Path) -> DeployableModel:
@@ -322,55 +271,4 @@ class DeployableModel:
             Not a model file, an incompatible format version, a payload that does not match its
             checksum, or a missing/invalid signature while a signing key is set.
         """
-        header, payload = _read(Path(path), payload=True)
-        model = pickle.loads(payload)  # verified above; see the trust model in the module doc
-        if not isinstance(model, cls):
-            raise ArtifactError(f"{path} holds a {type(model).__name__}, not a DeployableModel")
-        return model
-
-
-def _read(path: Path, payload: bool) -> tuple[dict[str, Any], bytes | None]:
-    """Header (and verified payload) of a model file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
-    with path.open("rb") as fh:
-        if fh.read(len(MAGIC)) != MAGIC:
-            raise ArtifactError(f"{path} is not a resource-prediction model file (bad magic line)")
-        line = fh.readline(_MAX_HEADER_BYTES)
-        try:
-            header = json.loads(line)
-        except ValueError as exc:
-            raise ArtifactError(f"{path}: unreadable header ({exc})") from None
-        if not isinstance(header, dict):
-            raise ArtifactError(f"{path}: unreadable header")
-        version = str(header.get("format_version", ""))
-        if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
-            raise ArtifactError(
-                f"{path} was written in model format {version or '?'} by resource-prediction "
-                f"{header.get('library_version', '?')}; this version "
-                f"({resource_prediction.__version__}) reads format {FORMAT_VERSION.split('.')[0]}.x: "
-                "retrain the model or use a matching library version"
-            )
-        if not payload:
-            return header, None
-        data = fh.read()
-    if len(data) != header.get("payload_bytes") or hashlib.sha256(data).hexdigest() != header.get(
-        "payload_sha256"
-    ):
-        raise ArtifactError(
-            f"{path}: payload does not match its recorded SHA-256 (corrupt or modified); refusing to load"
-        )
-    key = _signing_key()
-    signature = header.get("signature")
-    if key is not None:
-        expected = hmac.new(key, data, hashlib.sha256).hexdigest()
-        if not signature or not hmac.compare_digest(str(signature), expected):
-            raise ArtifactError(
-                f"{path}: {'invalid' if signature else 'missing'} signature for the key in "
-                f"{SIGNING_KEY_ENV}; refusing to load"
-            )
-    elif signature:
-        raise ArtifactError(
-            f"{path} is signed: set {SIGNING_KEY_ENV} to the signing key to verify and load it"
-        )
-    return header, data
+        return read_artifact(path, magic=MAGIC, expected=cls, what=_WHAT)

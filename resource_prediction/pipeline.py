@@ -37,6 +37,8 @@ from pathlib import Path
 
 from resource_prediction.metrics import DEFAULT_PENALTY
 from resource_prediction.paths import DEFAULT_ARTIFACTS_DIR, ArtifactPaths
+from resource_prediction.processed import has_processed
+from resource_prediction.registry import SEARCH_TASK_TYPES, get_family
 from resource_prediction.synthetic import DEFAULT_N_JOBS
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,6 @@ NOTEBOOKS: tuple[str, ...] = (
     "05_simulation",
 )
 PREPROCESSING_NOTEBOOKS = NOTEBOOKS[:2]
-TASK_TYPES = ("regression", "classification")
 #: Optuna trials per family when none is given (``make run`` also caps each family with a timeout).
 DEFAULT_N_TRIALS = 6
 KERNEL_NAME = "python3"
@@ -136,8 +137,8 @@ class PipelineConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task_type not in TASK_TYPES:
-            raise ValueError(f"task_type must be one of {TASK_TYPES}, got {self.task_type!r}")
+        if self.task_type not in SEARCH_TASK_TYPES:
+            raise ValueError(f"task_type must be one of {SEARCH_TASK_TYPES}, got {self.task_type!r}")
         if self.preprocess_only and self.skip_preprocessing:
             raise ValueError("preprocess_only and skip_preprocessing contradict each other")
         if self.n_trials < 1:
@@ -321,8 +322,6 @@ def run_pipeline(config: PipelineConfig, echo=print) -> list[NotebookRun]:
             f"--skip-preprocessing: no processed data in {paths.processed}; run without it first"
         )
     if config.model_family:
-        from resource_prediction.config import get_family
-
         try:
             get_family(config.model_family)
         except KeyError as exc:
@@ -339,90 +338,3 @@ def run_pipeline(config: PipelineConfig, echo=print) -> list[NotebookRun]:
             echo(f"[{i}/{len(names)}] {name} done in {run.seconds:.1f} s -> {run.executed}")
             runs.append(run)
     return runs
-
-
-# ---------------------------------------------------------------------------- processed data
-#: Frames notebook 02 writes under ``ArtifactPaths.processed`` (Parquet): the raw time split and
-#: the features of the default preprocessor (category encoding).
-PROCESSED_FRAMES: tuple[str, ...] = ("train", "holdout", "X_train", "X_holdout")
-PROCESSED_PREPROCESSOR = "preprocessor.pkl"
-PROCESSED_MANIFEST = "manifest.json"
-
-
-def data_identity(path: str | Path) -> dict:
-    """What identifies a data file for reuse checks: resolved path, size and modification time."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def write_processed(
-    paths: ArtifactPaths, frames: dict, preprocessor, data_path: str | Path, test_fraction: float
-) -> Path:
-    """Write the processed frames, the fitted preprocessor and a manifest; return the directory."""
-    import json
-    import pickle
-
-    missing = set(PROCESSED_FRAMES) - set(frames)
-    if missing:
-        raise ValueError(f"processed frames missing: {sorted(missing)}")
-    out = paths.processed
-    out.mkdir(parents=True, exist_ok=True)
-    for name in PROCESSED_FRAMES:
-        frames[name].to_parquet(out / f"{name}.parquet")
-    with (out / PROCESSED_PREPROCESSOR).open("wb") as fh:
-        pickle.dump(preprocessor, fh)
-    manifest = {
-        "data": data_identity(data_path),
-        "test_fraction": test_fraction,
-        "rows": {name: len(frames[name]) for name in PROCESSED_FRAMES},
-        "train_end": str(frames["train"]["time"].max()),
-        "holdout_start": str(frames["holdout"]["time"].min()),
-        "preprocessor": repr(preprocessor),
-    }
-    (out / PROCESSED_MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return out
-
-
-def read_processed(paths: ArtifactPaths, data_path: str | Path | None = None) -> tuple[dict, object, dict]:
-    """The processed frames, the fitted preprocessor and the manifest of an earlier run.
-
-    With ``data_path`` the manifest must name the same file (same path, size and modification
-    time): results of one data set are never silently reused for another.
-
-    Raises
-    ------
-    FileNotFoundError
-        No processed data under ``paths`` (run notebook 02, i.e. the pipeline without
-        ``--skip-preprocessing``).
-    ValueError
-        The processed data comes from another data file.
-    """
-    import json
-    import pickle
-
-    import pandas as pd
-
-    directory = paths.processed
-    manifest_file = directory / PROCESSED_MANIFEST
-    if not manifest_file.exists():
-        raise FileNotFoundError(
-            f"no processed data in {directory}: run notebook 02_feature_engineering first "
-            "(the pipeline without --skip-preprocessing)"
-        )
-    manifest = json.loads(manifest_file.read_text())
-    if data_path is not None and manifest["data"] != data_identity(data_path):
-        raise ValueError(
-            f"the processed data in {directory} comes from {manifest['data']['path']} "
-            f"({manifest['data']['bytes']} bytes), not from {Path(data_path).resolve()}: run "
-            "notebook 02_feature_engineering again (the pipeline without --skip-preprocessing)"
-        )
-    frames = {name: pd.read_parquet(directory / f"{name}.parquet") for name in PROCESSED_FRAMES}
-    with (directory / PROCESSED_PREPROCESSOR).open("rb") as fh:
-        preprocessor = pickle.load(fh)  # our own file, written by write_processed
-    return frames, preprocessor, manifest
-
-
-def has_processed(paths: ArtifactPaths) -> bool:
-    """Whether an earlier run left processed data under ``paths``."""
-    return (paths.processed / PROCESSED_MANIFEST).exists()

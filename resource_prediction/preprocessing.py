@@ -66,6 +66,7 @@ from resource_prediction.features.raw import (
     KEY_COLUMNS,
     REQUIRED_COLUMNS,
     SMALL_FRAME,
+    TEMPORAL_FEATURES,
     UNKNOWN,
     check_columns,
     column,
@@ -82,7 +83,6 @@ from resource_prediction.features.raw import (
 )
 from resource_prediction.features.vpa import DecayingHistograms
 
-TEMPORAL_FEATURES: tuple[str, ...] = ("year", "month", "day_of_week", "hour", "week_of_year")
 CATEGORICAL_FEATURES: tuple[str, ...] = (
     "location", "component", "makeType", "ts_phase", "architecture", "compiler", "optimisation",
     "branch_prefix",
@@ -184,8 +184,10 @@ def _frame(arrays: list, columns: pd.Index, index: pd.Index, *, consolidate: boo
 
     Large frames: the public constructor with ``copy=False`` keeps each array as its own block (no
     copy into one 2-D block, which at a million rows costs more than computing a feature).
-    Few rows or many columns (``consolidate``): ``DataFrame._from_arrays`` skips checks that cost more
-    than a one-row transform itself, with the public constructor as the fallback.
+    Few rows or many columns (``consolidate``): pandas' private ``DataFrame._from_arrays`` skips checks
+    that cost more than a one-row transform itself, with the public constructor as the fallback.
+    Kept for speed, measured (pandas 3.1, 38 one-row arrays): 102 us against 317 us for
+    ``pd.DataFrame(dict, copy=False)``, of a 2 ms budget per single-job prediction.
     """
     from_arrays = getattr(pd.DataFrame, "_from_arrays", None)
     if (consolidate or len(index) <= SMALL_FRAME) and from_arrays is not None:

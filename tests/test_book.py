@@ -91,10 +91,10 @@ def test_extending_page_includes_the_tested_example():
 
 
 def test_extending_example_searches_and_predicts(small_telemetry):
-    from resource_prediction.config import MODEL_FAMILIES, get_family, unregister_family
     from resource_prediction.data import time_split
     from resource_prediction.metrics import business_score
     from resource_prediction.preprocessing import ModelPreprocessor
+    from resource_prediction.registry import MODEL_FAMILIES, get_family, unregister_family
     from resource_prediction.training.search import HyperparameterSearcher
 
     example = load_example()

@@ -13,13 +13,6 @@ import pytest
 from lightgbm import LGBMRegressor
 
 from resource_prediction.cli import main
-from resource_prediction.config import (
-    ModelFamily,
-    families,
-    get_family,
-    register_family,
-    unregister_family,
-)
 from resource_prediction.data import save_telemetry
 from resource_prediction.deployable import DeployableModel
 from resource_prediction.metrics import ALLOCATION_CATEGORIES, allocation_metrics
@@ -34,6 +27,13 @@ from resource_prediction.plots.evaluation import (
     comparison_chart,
     pareto_chart,
     predicted_vs_actual_chart,
+)
+from resource_prediction.registry import (
+    ModelFamily,
+    families,
+    get_family,
+    register_family,
+    unregister_family,
 )
 from resource_prediction.synthetic import generate_telemetry, oracle_allocation
 from resource_prediction.training.evaluation import (

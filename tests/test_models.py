@@ -15,7 +15,6 @@ from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from xgboost import XGBRegressor
 
-from resource_prediction.config import families, get_family
 from resource_prediction.data import time_split
 from resource_prediction.metrics import business_score
 from resource_prediction.models import (
@@ -40,6 +39,7 @@ from resource_prediction.models.base import RECENT_FRACTION, RECENT_MIN_JOBS
 from resource_prediction.models.cost_aware import tail_levels
 from resource_prediction.models.quantile_ensemble import DEFAULT_MEMBERS
 from resource_prediction.preprocessing import ModelPreprocessor
+from resource_prediction.registry import families, get_family
 from resource_prediction.synthetic import generate_telemetry
 
 #: Smaller models than the defaults, so every family fits in about a second on 5,400 jobs.

@@ -138,8 +138,8 @@ def test_skip_preprocessing_without_processed_data_is_refused(tmp_path, capsys):
 def test_processed_data_round_trips_and_refuses_another_file(tmp_path, small_telemetry):
     from resource_prediction.data import save_telemetry, time_split
     from resource_prediction.paths import ArtifactPaths
-    from resource_prediction.pipeline import has_processed, read_processed, write_processed
     from resource_prediction.preprocessing import ModelPreprocessor
+    from resource_prediction.processed import has_processed, read_processed, write_processed
 
     paths = ArtifactPaths(tmp_path / "artifacts")
     data = save_telemetry(small_telemetry.iloc[:600], tmp_path / "jobs.csv")

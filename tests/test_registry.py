@@ -6,7 +6,11 @@ import numpy as np
 import optuna
 import pytest
 
-from resource_prediction.config import (
+from resource_prediction.data import time_split
+from resource_prediction.deployable import DeployableModel
+from resource_prediction.models import BasePredictor, suggest_preprocessor_params
+from resource_prediction.preprocessing import ModelPreprocessor
+from resource_prediction.registry import (
     MODEL_FAMILIES,
     PREPROCESSOR_PREFIX,
     TASK_TYPES,
@@ -17,10 +21,6 @@ from resource_prediction.config import (
     split_params,
     unregister_family,
 )
-from resource_prediction.data import time_split
-from resource_prediction.deployable import DeployableModel
-from resource_prediction.models import BasePredictor, suggest_preprocessor_params
-from resource_prediction.preprocessing import ModelPreprocessor
 from resource_prediction.synthetic import generate_telemetry
 
 EXPECTED = {

@@ -18,11 +18,11 @@ import pytest
 from optuna.trial import TrialState
 
 from resource_prediction.cli import main
-from resource_prediction.config import ModelFamily, get_family, register_family, unregister_family
 from resource_prediction.data import save_telemetry, time_split
 from resource_prediction.metrics import business_score
 from resource_prediction.models import BasePredictor, suggest_preprocessor_params
 from resource_prediction.paths import ArtifactPaths
+from resource_prediction.registry import ModelFamily, get_family, register_family, unregister_family
 from resource_prediction.synthetic import generate_telemetry
 from resource_prediction.training.search import (
     FoldCache,

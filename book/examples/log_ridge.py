@@ -13,8 +13,8 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from resource_prediction.config import ModelFamily, register_family
 from resource_prediction.models import BasePredictor, suggest_preprocessor_params
+from resource_prediction.registry import ModelFamily, register_family
 
 
 class LogRidgeMargin(BasePredictor):

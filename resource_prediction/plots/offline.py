@@ -10,9 +10,11 @@ work with no network at all. The figures still show in JupyterLab.
 from __future__ import annotations
 
 import plotly.io as pio
-from plotly.io._base_renderers import NotebookRenderer
 
 RENDERER_NAME = "notebook_offline"
+#: Plotly's ``notebook`` renderer class, reached through the public renderer registry (its module,
+#: ``plotly.io._base_renderers``, is private).
+NotebookRenderer = type(pio.renderers["notebook"])
 
 
 class OfflineNotebookRenderer(NotebookRenderer):

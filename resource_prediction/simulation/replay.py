@@ -19,7 +19,7 @@ import copy
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,14 +40,6 @@ __all__ = [
 OUTCOME_COLUMNS: tuple[str, ...] = (
     "max_rss", "max_rss_gb", "max_cache", "memory_fail_count", "ts_status",
 )
-
-
-class OnlineModel(Protocol):
-    """What the replay needs from a model (:class:`~resource_prediction.deployable.DeployableModel`)."""
-
-    def predict(self, raw_df: pd.DataFrame) -> np.ndarray: ...
-
-    def observe(self, raw_df: pd.DataFrame) -> Any: ...
 
 
 @dataclass

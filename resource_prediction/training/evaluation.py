@@ -50,8 +50,6 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from resource_prediction.config import MODEL_FAMILIES, ModelFamily, get_family
-from resource_prediction.config import families as registry_families
 from resource_prediction.data import time_split
 from resource_prediction.deployable import DeployableModel, data_fingerprint
 from resource_prediction.features.raw import target_gb
@@ -62,6 +60,8 @@ from resource_prediction.metrics import (
     bootstrap_business_score,
 )
 from resource_prediction.paths import ArtifactPaths
+from resource_prediction.registry import MODEL_FAMILIES, ModelFamily, get_family
+from resource_prediction.registry import families as registry_families
 from resource_prediction.synthetic import has_truth, oracle_allocation
 from resource_prediction.training.advice import baseline_beating_champion
 from resource_prediction.training.frontier import (

@@ -26,10 +26,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from resource_prediction.config import split_params
 from resource_prediction.data import time_split
 from resource_prediction.metrics import DEFAULT_PENALTY, allocation_metrics
 from resource_prediction.preprocessing import ModelPreprocessor
+from resource_prediction.registry import split_params
 
 __all__ = [
     "VARIANTS",

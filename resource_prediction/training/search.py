@@ -8,7 +8,7 @@ peaks of the validation jobs before it, as a scheduler that learns each peak whe
 Preprocessed folds are cached per preprocessor setting (encoding and ``pre__*`` parameters), so
 trials only fit models.
 
-* **Search spaces** come from the registry (:data:`resource_prediction.config.MODEL_FAMILIES`):
+* **Search spaces** come from the registry (:data:`resource_prediction.registry.MODEL_FAMILIES`):
   ``family.search_space(trial)`` returns the parameters, ``pre__*`` keys for the preprocessor
   (:data:`~resource_prediction.models.PREPROCESSOR_PREFIX`), the others for the model.
 * **Sampler and pruner**: :class:`optuna.samplers.TPESampler` seeded with ``seed`` and
@@ -40,9 +40,9 @@ processes on one machine use a journal file instead of SQLite:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -55,13 +55,14 @@ from optuna.trial import TrialState
 from sklearn.model_selection import TimeSeriesSplit
 from threadpoolctl import threadpool_limits
 
-from resource_prediction.config import families as registry_families
-from resource_prediction.config import get_family, split_params
+from resource_prediction.artifacts import jsonable
 from resource_prediction.deployable import data_fingerprint
 from resource_prediction.features.raw import target_gb
 from resource_prediction.metrics import DEFAULT_PENALTY, business_score
 from resource_prediction.paths import ArtifactPaths
 from resource_prediction.preprocessing import ModelPreprocessor
+from resource_prediction.registry import SEARCH_TASK_TYPES, get_family, split_params
+from resource_prediction.registry import families as registry_families
 from resource_prediction.training.storage import (
     MEMORY_URLS,
     STUDY_PREFIX,
@@ -70,7 +71,7 @@ from resource_prediction.training.storage import (
     resolve_storage_url,
     study_name,
 )
-from resource_prediction.training.workers import RUN_ATTR, WorkerPool
+from resource_prediction.training.workers import FAIL_REASON_ATTR, RUN_ATTR, WorkerPool, fail_reason
 
 __all__ = [
     "DEFAULT_FOLDS",
@@ -85,7 +86,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_FOLDS = 3
-SEARCH_TASK_TYPES = ("regression", "classification")
 
 
 # ---------------------------------------------------------------------------- folds
@@ -218,9 +218,8 @@ def family_result(
     states = [t.state for t in trials]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    reasons = list(dict.fromkeys(
-        t.user_attrs.get("fail_reason", "unknown (no reason recorded)") for t in failed
-    ))
+    study_attrs = study.user_attrs if failed else {}
+    reasons = list(dict.fromkeys(fail_reason(t, study_attrs) for t in failed))
     result = FamilyResult(
         family=family,
         task_type=task_type,
@@ -386,14 +385,15 @@ class HyperparameterSearcher:
         url = resolve_storage_url(self.storage_url, self.paths)
         return None if url in MEMORY_URLS else url
 
-    def worker_kwargs(self) -> dict:
-        """Constructor arguments of the searcher a worker process builds (one trial at a time)."""
-        return {
-            "storage": self.shared_storage_url(), "penalty": self.penalty, "seed": self.seed,
-            "n_folds": self.n_folds, "paths": self.paths, "n_startup_trials": self.n_startup_trials,
-            "study_prefix": self.study_prefix, "threads_per_trial": self.threads_per_trial,
-            "n_trials": self.n_trials, "timeout": self.timeout, "n_jobs": 1, "show_progress_bar": False,
-        }
+    def worker_factory(self) -> Callable[[], HyperparameterSearcher]:
+        """A picklable factory of the searcher a worker process builds (one trial at a time)."""
+        return functools.partial(
+            HyperparameterSearcher, self.cache.train_raw, families=self.families,
+            storage=self.shared_storage_url(), penalty=self.penalty, seed=self.seed,
+            n_folds=self.n_folds, paths=self.paths, n_startup_trials=self.n_startup_trials,
+            study_prefix=self.study_prefix, threads_per_trial=self.threads_per_trial,
+            n_trials=self.n_trials, timeout=self.timeout, n_jobs=1, show_progress_bar=False,
+        )
 
     # ------------------------------------------------------------------ studies
     def create_study(self, family: str, sampler_seed: int | None = None) -> optuna.Study:
@@ -449,7 +449,7 @@ class HyperparameterSearcher:
 
         def cv_score(trial: optuna.Trial) -> float:
             params = fam.search_space(trial)
-            trial.set_user_attr("params", _jsonable(params))
+            trial.set_user_attr("params", jsonable(params))
             model_params, pre_params = split_params(params)
             folds = self.cache.folds(encoding, pre_params)
             scores: list[float] = []
@@ -481,7 +481,7 @@ class HyperparameterSearcher:
             except optuna.TrialPruned:
                 raise
             except Exception as exc:  # recorded, then re-raised: Optuna marks the trial FAIL
-                trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+                trial.set_user_attr(FAIL_REASON_ATTR, f"{type(exc).__name__}: {exc}"[:500])
                 raise
 
         return objective
@@ -539,7 +539,11 @@ class HyperparameterSearcher:
     def _worker_pool(self) -> WorkerPool | None:
         """The worker processes of parallel trials, or ``None`` where trials must use threads."""
         if self._workers is None:
-            pool = WorkerPool(self)
+            if self.shared_storage_url() is None:
+                log.info("parallel trials in threads: the storage is not shared between processes")
+                return None
+            pool = WorkerPool(self.worker_factory(), self.families, self.n_jobs, self.n_trials,
+                              self.timeout, self.seed, self.show_progress_bar)
             if not pool.available():
                 return None
             self._workers = pool
@@ -571,17 +575,6 @@ class HyperparameterSearcher:
             return search_summary(self.families, self.storage, self.paths, self.study_prefix)
         return pd.DataFrame([r.as_row() for r in results.values()],
                             columns=list(FamilyResult.__dataclass_fields__))
-
-
-def _jsonable(params: dict) -> dict:
-    out = {}
-    for key, value in params.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = str(value)
-        out[key] = value
-    return out
 
 
 def _fingerprint(df: pd.DataFrame) -> str:

@@ -44,7 +44,6 @@ __all__ = [
     "HEARTBEAT_INTERVAL_S",
     "STUDY_PREFIX",
     "describe_storage",
-    "existing_study_names",
     "open_storage",
     "resolve_storage_url",
     "study_name",
@@ -142,8 +141,3 @@ def describe_storage(storage: str | None, paths: ArtifactPaths | None = None) ->
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}"
     return url
-
-
-def existing_study_names(storage: BaseStorage) -> set[str]:
-    """Names of the studies in ``storage``."""
-    return {s.study_name for s in storage.get_all_studies()}

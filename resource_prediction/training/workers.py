@@ -8,9 +8,9 @@ trials finish, and the search goes on with a fresh pool for the next family. Pro
 the Python parts of trials in parallel, which threads cannot (the GIL).
 
 Workers are started with ``spawn`` (a clean interpreter: no OpenMP state inherited by ``fork``).
-Each receives the training rows and the families once, builds its own
-:class:`~resource_prediction.training.search.HyperparameterSearcher` and runs its share of a
-family's trials on the shared study, with a TPE sampler seeded apart from the others'.
+Each receives a picklable factory once (the search hands it down: this module never imports the
+search), builds its own searcher with it and runs its share of a family's trials on the shared
+study, with a TPE sampler seeded apart from the others'.
 """
 
 from __future__ import annotations
@@ -19,30 +19,48 @@ import logging
 import multiprocessing
 import pickle
 import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import numpy as np
 import optuna
-import pandas as pd
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
-from resource_prediction.config import MODEL_FAMILIES, ModelFamily, get_family, register_family
+from resource_prediction.registry import MODEL_FAMILIES, ModelFamily, get_family, register_family
 
-if TYPE_CHECKING:
-    from resource_prediction.training.search import HyperparameterSearcher
-
-__all__ = ["RUN_ATTR", "WorkerPool", "sampler_seed", "trial_shares"]
+__all__ = ["FAIL_REASON_ATTR", "RUN_ATTR", "Searcher", "WorkerPool", "fail_reason", "sampler_seed",
+           "trial_shares"]
 
 log = logging.getLogger(__name__)
 
 #: User attribute of a trial: the id of the pool whose worker ran it.
 RUN_ATTR = "worker_run"
+#: User attribute of a failed trial: why it failed. A trial whose worker died has no such
+#: attribute (Optuna's public API cannot set one on another process's trial): its reason is the
+#: study's user attribute ``fail_reason/<trial number>``.
+FAIL_REASON_ATTR = "fail_reason"
+_NO_REASON = "unknown (no reason recorded)"
 
-_SEARCHER: HyperparameterSearcher | None = None
+
+class Searcher(Protocol):
+    """What a worker needs from the searcher its factory builds."""
+
+    def optimize(self, family: str, n_trials: int | None, timeout: float | None, n_jobs: int = 1, *,
+                 sampler_seed: int | None = None, run: str | None = None) -> optuna.Study: ...
+
+
+_SEARCHER: Searcher | None = None
+
+
+def fail_reason(trial: FrozenTrial, study_attrs: dict) -> str:
+    """Why a failed trial failed: its own record, or the one the pool left when its worker died."""
+    return trial.user_attrs.get(FAIL_REASON_ATTR) or study_attrs.get(
+        f"{FAIL_REASON_ATTR}/{trial.number}", _NO_REASON
+    )
 
 
 def trial_shares(n_trials: int | None, n_workers: int) -> list[int | None]:
@@ -65,25 +83,20 @@ def sampler_seed(seed: int, worker: int) -> int:
 class _Spec:
     """What a worker needs to build its searcher (pickled once per worker)."""
 
-    train_raw: pd.DataFrame
+    make_searcher: Callable[[], Searcher]
     families: list[ModelFamily]
-    kwargs: dict[str, Any]
     log_level: int
     optuna_verbosity: int
 
 
 def _init_worker(spec: _Spec) -> None:
     global _SEARCHER
-    from resource_prediction.training.search import HyperparameterSearcher
-
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(spec.optuna_verbosity)
     for family in spec.families:  # families registered at run time (notebooks, tests)
         if family.name not in MODEL_FAMILIES:
             register_family(family)
-    _SEARCHER = HyperparameterSearcher(
-        spec.train_raw, families=[f.name for f in spec.families], **spec.kwargs
-    )
+    _SEARCHER = spec.make_searcher()
 
 
 def _run_share(family: str, n_trials: int | None, timeout: float | None, seed: int, run: str) -> None:
@@ -92,66 +105,86 @@ def _run_share(family: str, n_trials: int | None, timeout: float | None, seed: i
 
 
 class WorkerPool:
-    """``n_jobs`` worker processes running one searcher's trials (see the module docstring).
+    """``n_workers`` processes running a searcher's trials (see the module docstring).
 
-    Use :meth:`available` first: the storage must be one that processes share (not ``memory``) and
-    the families must pickle (classes defined in importable modules).
+    Parameters
+    ----------
+    make_searcher : callable() -> Searcher
+        Builds a worker's searcher (one trial at a time, on the shared storage); it must pickle,
+        e.g. a :func:`functools.partial` of the searcher's class.
+    families : list of str
+        The families the workers search.
+    n_workers : int
+    n_trials, timeout : int, float or None
+        The budget per family, split over the workers.
+    seed : int
+        Base of the workers' sampler seeds (:func:`sampler_seed`).
+    show_progress_bar : bool
+
+    Use :meth:`available` first: the families must pickle (classes defined in importable modules).
     """
 
-    def __init__(self, searcher: HyperparameterSearcher):
-        self.searcher = searcher
+    def __init__(
+        self,
+        make_searcher: Callable[[], Searcher],
+        families: list[str],
+        n_workers: int,
+        n_trials: int | None,
+        timeout: float | None,
+        seed: int,
+        show_progress_bar: bool = False,
+    ):
+        self.make_searcher = make_searcher
+        self.families = list(families)
+        self.n_workers = n_workers
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.seed = seed
+        self.show_progress_bar = show_progress_bar
         self._executor: ProcessPoolExecutor | None = None
 
     def available(self) -> bool:
         """Whether the trials can run in processes; says why in the log when not."""
-        if self.searcher.shared_storage_url() is None:
-            log.info("parallel trials in threads: the storage is not shared between processes")
-            return False
-        families = [get_family(name) for name in self.searcher.families]
+        families = [get_family(name) for name in self.families]
         in_main = [f.name for f in families
                    if "__main__" in (f.estimator_class.__module__, f.search_space.__module__)]
         if in_main:  # a notebook's or script's own classes: a fresh interpreter cannot import them
             log.info("parallel trials in threads: %s defined in __main__", ", ".join(in_main))
             return False
         try:
-            pickle.dumps(families)
+            pickle.dumps((families, self.make_searcher))
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             log.warning("parallel trials in threads: the families do not pickle (%s)", exc)
             return False
         return True
 
     def _make_spec(self) -> _Spec:
-        s = self.searcher
         return _Spec(
-            train_raw=s.cache.train_raw,
-            families=[get_family(name) for name in s.families],
-            kwargs=s.worker_kwargs(),
+            make_searcher=self.make_searcher,
+            families=[get_family(name) for name in self.families],
             log_level=logging.getLogger().getEffectiveLevel(),
             # With the pool's progress bar, per-trial log lines from the workers would break it.
             optuna_verbosity=max(optuna.logging.get_verbosity(),
-                                 optuna.logging.WARNING if s.show_progress_bar else 0),
+                                 optuna.logging.WARNING if self.show_progress_bar else 0),
         )
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            spec = self._make_spec()
             self._executor = ProcessPoolExecutor(
-                max_workers=self.searcher.n_jobs,
+                max_workers=self.n_workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(spec,),
+                initargs=(self._make_spec(),),
             )
         return self._executor
 
     def optimize(self, study: optuna.Study, family: str) -> None:
-        """Run the searcher's budget for ``family`` on ``study`` in the workers."""
-        s = self.searcher
+        """Run the budget for ``family`` on ``study`` in the workers."""
         run = uuid.uuid4().hex
-        shares = trial_shares(s.n_trials, s.n_jobs)
         pool = self._pool()
         futures = [
-            pool.submit(_run_share, family, share, s.timeout, sampler_seed(s.seed, i), run)
-            for i, share in enumerate(shares)
+            pool.submit(_run_share, family, share, self.timeout, sampler_seed(self.seed, i), run)
+            for i, share in enumerate(trial_shares(self.n_trials, self.n_workers))
             if share != 0
         ]
         self._wait(study, futures, run)
@@ -163,8 +196,8 @@ class WorkerPool:
             self._fail_orphans(study, run, exc)
 
     def _wait(self, study: optuna.Study, futures: list[Future], run: str) -> None:
-        bar = tqdm(total=self.searcher.n_trials, desc=study.study_name, unit="trial",
-                   disable=not self.searcher.show_progress_bar)
+        bar = tqdm(total=self.n_trials, desc=study.study_name, unit="trial",
+                   disable=not self.show_progress_bar)
         with bar:
             pending = futures
             while pending:
@@ -179,18 +212,17 @@ class WorkerPool:
 
     @staticmethod
     def _fail_orphans(study: optuna.Study, run: str, exc: BaseException) -> None:
-        """Mark the trials a dead pool left running as failed, with the reason.
+        """Mark the trials a dead pool left running as failed, with the reason (see :func:`fail_reason`).
 
         A worker killed between creating a trial and tagging it leaves that trial untagged and
         running; RDB storages fail it by its missing heartbeat when a search next opens the study.
         """
-        storage = study._storage  # the study's own storage: the public API has no other handle
         reason = f"worker process died ({type(exc).__name__}: {exc})"
         orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                    if t.user_attrs.get(RUN_ATTR) == run]
         for trial in orphans:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            study.set_user_attr(f"{FAIL_REASON_ATTR}/{trial.number}", reason)
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         log.error("%s: a search worker died; %d running trial(s) marked failed (%s); the search goes on"
                   " with new workers", study.study_name, len(orphans), reason)
 
