@@ -4,28 +4,7 @@ Everything lives in :mod:`resource_prediction.registry`; ``resource_prediction.c
 is the same dict object, so families registered through either name are seen by both.
 """
 
-from resource_prediction.registry import (
-    MODEL_FAMILIES,
-    PREPROCESSOR_PREFIX,
-    SEARCH_TASK_TYPES,
-    TASK_TYPES,
-    ModelFamily,
-    families,
-    get_family,
-    register_family,
-    split_params,
-    unregister_family,
-)
+from resource_prediction import registry as _registry
+from resource_prediction.registry import *  # noqa: F403 - the registry's public names, re-exported
 
-__all__ = [
-    "MODEL_FAMILIES",
-    "PREPROCESSOR_PREFIX",
-    "SEARCH_TASK_TYPES",
-    "TASK_TYPES",
-    "ModelFamily",
-    "families",
-    "get_family",
-    "register_family",
-    "split_params",
-    "unregister_family",
-]
+__all__ = list(_registry.__all__)

@@ -2,7 +2,8 @@
 
 (``resource_prediction.config`` re-exports it: the import path the project we descend from documents.)
 
-:data:`MODEL_FAMILIES` maps a family name to a :class:`ModelFamily`: its task type, estimator class,
+:data:`MODEL_FAMILIES` maps a family name to a :class:`ModelFamily`: its task type, estimator (a
+prototype the family clones: the composed models are one class over different members),
 Optuna search space (a define-by-run function living next to the model it describes) and a
 description. Search, training, evaluation, the CLI and the notebooks iterate over the registry, so
 a family added with :func:`register_family` is picked up everywhere with no other change.
@@ -24,10 +25,11 @@ Examples
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from sklearn.base import clone
 
 from resource_prediction.models import base as _base
 from resource_prediction.models import baselines, boosting, classifiers, cost_aware
@@ -76,17 +78,18 @@ class ModelFamily:
     name : str
         Registry key.
     task_type : {"regression", "classification", "baseline"}
-    estimator_class : type
-        A :class:`~resource_prediction.models.BasePredictor` subclass.
+    estimator : BasePredictor or type
+        The family's prototype: a :class:`~resource_prediction.models.BasePredictor` (cloned for
+        every fit, never fitted itself), or its class (built with its defaults).
     search_space : callable(trial) -> dict
-        Optuna define-by-run search space returning constructor parameters (plus ``pre__``
-        preprocessor parameters).
+        Optuna define-by-run search space returning constructor parameters (nested ones as
+        ``<member>__<param>``, plus ``pre__`` preprocessor parameters).
     description : str
     """
 
     name: str
     task_type: str
-    estimator_class: type
+    estimator: Any
     search_space: Callable[[Any], dict[str, Any]]
     description: str
 
@@ -97,6 +100,18 @@ class ModelFamily:
             raise ValueError(f"task_type must be one of {TASK_TYPES}, got {self.task_type!r}")
         if not callable(self.search_space):
             raise TypeError(f"search_space of {self.name!r} must be callable(trial) -> dict")
+        if isinstance(self.estimator, type):
+            object.__setattr__(self, "estimator", self.estimator())
+
+    @property
+    def estimator_class(self) -> type:
+        """The class of the family's estimator."""
+        return type(self.estimator)
+
+    @property
+    def preferred_encoding(self) -> str:
+        """The preprocessor encoding the family's estimator wants (``"category"`` or ``"onehot"``)."""
+        return getattr(self.estimator, "preferred_encoding", "category")
 
     def make_estimator(
         self,
@@ -111,11 +126,11 @@ class ModelFamily:
         ``params`` does not give it.
         """
         model_params, _ = split_params(params)
-        accepted = inspect.signature(self.estimator_class.__init__).parameters
+        estimator = clone(self.estimator)
+        accepted = estimator.get_params(deep=False)
         for key, value in (("penalty", penalty), ("random_state", random_state)):
             if value is not None and key in accepted and key not in model_params:
                 model_params[key] = value
-        estimator = self.estimator_class()
         return estimator.set_params(**model_params)
 
 
@@ -127,13 +142,11 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
             "Quantile ensemble: largest of gradient-boosting quantile regressors, times a safety factor.",
         ),
         ModelFamily(
-            "xgboost_regression", "regression", boosting.XGBoostPolicyRegressor,
-            boosting.xgboost_search_space,
+            "xgboost_regression", "regression", boosting.XGBOOST, boosting.xgboost_search_space,
             "XGBoost predicting the allocation (quantile objective, or log-peak regression x margin).",
         ),
         ModelFamily(
-            "lightgbm_regression", "regression", boosting.LightGBMPolicyRegressor,
-            boosting.lightgbm_search_space,
+            "lightgbm_regression", "regression", boosting.LIGHTGBM, boosting.lightgbm_search_space,
             "LightGBM predicting the allocation (quantile objective, or log-peak regression x margin).",
         ),
         ModelFamily(
@@ -142,22 +155,22 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
             "Predicted peak distribution per job; allocates the amount minimising the expected score.",
         ),
         ModelFamily(
-            "xgboost_classification", "classification", classifiers.XGBoostBinnedClassifier,
+            "xgboost_classification", "classification", classifiers.XGBOOST,
             classifiers.xgboost_search_space,
             "XGBoost classifier over memory bins; allocates the upper edge of the predicted bin.",
         ),
         ModelFamily(
-            "lightgbm_classification", "classification", classifiers.LightGBMBinnedClassifier,
+            "lightgbm_classification", "classification", classifiers.LIGHTGBM,
             classifiers.lightgbm_search_space,
             "LightGBM classifier over memory bins; allocates the upper edge of the predicted bin.",
         ),
         ModelFamily(
-            "rf_classification", "classification", classifiers.RandomForestBinnedClassifier,
+            "rf_classification", "classification", classifiers.RANDOM_FOREST,
             classifiers.random_forest_search_space,
             "Random forest over memory bins; allocates the upper edge of the predicted bin.",
         ),
         ModelFamily(
-            "lr_classification", "classification", classifiers.LogisticBinnedClassifier,
+            "lr_classification", "classification", classifiers.LOGISTIC,
             classifiers.logistic_search_space,
             "Logistic regression on one-hot, standardised features over memory bins.",
         ),

@@ -6,11 +6,16 @@ The browser test opens the pages built by ``tests/test_pipeline.py``'s tiny run 
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import pkgutil
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -40,13 +45,15 @@ def _toc_files(node) -> list[str]:
     return out
 
 
-def load_example():
-    """The extending page's worked example, imported from its file."""
-    path = BOOK / "examples" / "log_ridge.py"
-    spec = importlib.util.spec_from_file_location("log_ridge_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def captioned_blocks(page: str) -> dict[str, str]:
+    """The ``{code-block} python`` blocks of a book page, by caption."""
+    pattern = re.compile(r"```\{code-block\} python\n:caption: ([^\n]+)\n\n(.*?)```", re.S)
+    return {caption: body for caption, body in pattern.findall((BOOK / page).read_text())}
+
+
+def fenced_python(page: str) -> list[str]:
+    """The plain ````python`` blocks of a book page."""
+    return re.findall(r"```python\n(.*?)```", (BOOK / page).read_text(), re.S)
 
 
 # ---------------------------------------------------------------------------- sources
@@ -90,31 +97,74 @@ def test_extending_page_includes_the_tested_example():
     assert "examples/log_ridge.py" in text and "literalinclude" in text
 
 
-def test_extending_example_searches_and_predicts(small_telemetry):
-    from resource_prediction.data import time_split
-    from resource_prediction.metrics import business_score
-    from resource_prediction.preprocessing import ModelPreprocessor
-    from resource_prediction.registry import MODEL_FAMILIES, get_family, unregister_family
-    from resource_prediction.training.search import HyperparameterSearcher
+def _package_with_the_new_family(root: Path) -> Path:
+    """A copy of the package with the extending page's module and registry blocks, nothing else."""
+    blocks = captioned_blocks("extending.md")
+    copy = root / "resource_prediction"
+    shutil.copytree(Path(resource_prediction.__file__).parent, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(BOOK / "examples" / "log_ridge.py", copy / "models" / "log_ridge.py")
+    registry = (copy / "registry.py").read_text()
+    imports = [ln for ln in registry.splitlines(keepends=True) if ln.startswith("from resource_prediction.models")]
+    registry = registry.replace(imports[-1], imports[-1] + blocks["registry import"].strip() + "\n", 1)
+    end = registry.index("    )\n}\n")  # the end of the tuple that builds MODEL_FAMILIES
+    entry = "".join(f"        {line}" if line.strip() else line
+                    for line in blocks["registry entry"].splitlines(keepends=True))
+    (copy / "registry.py").write_text(registry[:end] + entry + registry[end:])
+    return root
 
-    example = load_example()
-    assert example.FAMILY.name not in MODEL_FAMILIES
-    example.register()
-    try:
-        family = get_family("log_ridge_regression")
-        train, holdout = time_split(small_telemetry)
-        searcher = HyperparameterSearcher(
-            train, families=[family.name], n_trials=2, storage="memory", show_progress_bar=False,
+
+def test_extending_page_adds_a_family_with_one_module_and_one_entry(small_telemetry, tmp_path):
+    """The page's module and registry entry, added to a copy of the package, make a family that the
+    command line searches and evaluates with no other change."""
+    from resource_prediction.data import save_telemetry
+
+    source = _package_with_the_new_family(tmp_path / "src")
+    data = save_telemetry(small_telemetry, tmp_path / "jobs.csv")
+    artifacts = tmp_path / "artifacts"
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    for command in (["search", "--n-trials", "2", "--no-progress-bar"], ["evaluate"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "resource_prediction", *command, "--data", str(data),
+             "--artifacts-dir", str(artifacts), "--model-family", "log_ridge_regression"],
+            env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
         )
-        result = searcher.run()[family.name]
-        assert result.status == "ok" and result.n_complete == 2
-        pre = ModelPreprocessor(encoding=family.estimator_class.preferred_encoding)
-        model = family.make_estimator(result.best_params).fit(pre.fit_transform(train), train["max_rss_gb"])
-        allocation = model.predict(pre.transform(holdout))
-        assert allocation.shape == (len(holdout),) and (allocation > 0).all()
-        assert business_score(allocation, holdout["max_rss_gb"]) > 0
-    finally:
-        unregister_family("log_ridge_regression")
+        assert run.returncode == 0, run.stderr[-3000:]
+    searched = pd.read_csv(artifacts / "reports" / "search_summary.csv").set_index("family")
+    assert searched.loc["log_ridge_regression", "status"] == "ok"
+    assert searched.loc["log_ridge_regression", "n_complete"] == 2
+    holdout = pd.read_csv(artifacts / "reports" / "holdout_results.csv").set_index("family")
+    assert holdout.loc["log_ridge_regression", "param_source"] == "study"
+    assert np.isfinite(holdout.loc["log_ridge_regression", "business_score"])
+
+
+def test_extending_page_composed_family_fits(small_telemetry):
+    """The page's composed family (an entry over an existing model, no module) fits and predicts."""
+    import optuna
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from resource_prediction.data import time_split
+    from resource_prediction.models import BinnedClassifier
+    from resource_prediction.models.binned import binned_search_space
+    from resource_prediction.preprocessing import ModelPreprocessor
+    from resource_prediction.registry import ModelFamily
+
+    entry = next(block for block in fenced_python("extending.md") if "hgb_classification" in block)
+    family = eval(entry.strip().rstrip(","), {  # noqa: S307 - the book's own text
+        "ModelFamily": ModelFamily, "BinnedClassifier": BinnedClassifier,
+        "HistGradientBoostingClassifier": HistGradientBoostingClassifier,
+        "binned_search_space": binned_search_space,
+    })
+    params = family.search_space(optuna.trial.FixedTrial({
+        "pre__use_quant_features": True, "n_bins": 5, "strategy": "quantile",
+        "confidence_threshold": 0.5, "top_margin": 1.2, "decision": "argmax",
+        "classifier__learning_rate": 0.1,
+    }))
+    train, holdout = time_split(small_telemetry)
+    pre = ModelPreprocessor(encoding=family.preferred_encoding)
+    model = family.make_estimator(params).fit(pre.fit_transform(train), train["max_rss_gb"])
+    assert model.classifier_.get_params()["learning_rate"] == 0.1
+    assert (model.predict(pre.transform(holdout)) > 0).all()
 
 
 # ---------------------------------------------------------------------------- built pages

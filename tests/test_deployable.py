@@ -20,7 +20,7 @@ from resource_prediction.deployable import (
 )
 from resource_prediction.synthetic import generate_telemetry
 
-FAST_LGBM = {"n_estimators": 40, "learning_rate": 0.1}
+FAST_LGBM = {"booster__n_estimators": 40, "booster__learning_rate": 0.1}
 UNPICKLED: list[str] = []
 
 
@@ -133,7 +133,7 @@ def test_evaluate_records_holdout_metrics(split):
 def test_explain_classification_and_ensemble(split):
     train, holdout = split
     clf = DeployableModel.train(
-        "lightgbm_classification", train, params={"n_estimators": 20, "n_bins": 5}
+        "lightgbm_classification", train, params={"classifier__n_estimators": 20, "n_bins": 5}
     )
     info = clf.explain(holdout.iloc[:10])
     assert {"bin", "bin_lower_gb", "bin_upper_gb", "confidence"} <= set(info.columns)
@@ -148,7 +148,7 @@ def test_explain_classification_and_ensemble(split):
 
 
 def test_lr_family_gets_one_hot_features(split):
-    model = DeployableModel.train("lr_classification", split[0], params={"max_iter": 100, "n_bins": 4})
+    model = DeployableModel.train("lr_classification", split[0], params={"classifier__max_iter": 100, "n_bins": 4})
     assert model.preprocessor.encoding == "onehot"
     assert model.get_model_info()["categorical_features"] == []
 

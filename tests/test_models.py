@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from lightgbm import LGBMRegressor
+from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from xgboost import XGBRegressor
@@ -19,19 +20,15 @@ from resource_prediction.data import time_split
 from resource_prediction.metrics import business_score
 from resource_prediction.models import (
     BasePredictor,
+    BinnedClassifier,
     ConfiguredRequest,
     CostAwareRegressor,
     GlobalQuantile,
     GroupPercentile,
-    LightGBMBinnedClassifier,
-    LightGBMPolicyRegressor,
-    LogisticBinnedClassifier,
     MaxSeen,
+    PolicyBoostingRegressor,
     QuantileEnsembleRegressor,
-    RandomForestBinnedClassifier,
     VerticalPodAutoscaler,
-    XGBoostBinnedClassifier,
-    XGBoostPolicyRegressor,
     business_scorer,
     learn_bins,
 )
@@ -45,14 +42,27 @@ from resource_prediction.synthetic import generate_telemetry
 #: Smaller models than the defaults, so every family fits in about a second on 5,400 jobs.
 FAST_PARAMS: dict[str, dict] = {
     "qe_regression": {"hgb__max_iter": 60, "xgb__n_estimators": 60, "xgb__learning_rate": 0.1},
-    "xgboost_regression": {"n_estimators": 80, "learning_rate": 0.1},
-    "lightgbm_regression": {"n_estimators": 80, "learning_rate": 0.1},
+    "xgboost_regression": {"booster__n_estimators": 80, "booster__learning_rate": 0.1},
+    "lightgbm_regression": {"booster__n_estimators": 80, "booster__learning_rate": 0.1},
     "cost_aware_regression": {"n_estimators": 80, "learning_rate": 0.1, "scale_n_estimators": 40},
-    "xgboost_classification": {"n_estimators": 30, "max_depth": 4},
-    "lightgbm_classification": {"n_estimators": 30},
-    "rf_classification": {"n_estimators": 30},
-    "lr_classification": {"max_iter": 200},
+    "xgboost_classification": {"classifier__n_estimators": 30, "classifier__max_depth": 4},
+    "lightgbm_classification": {"classifier__n_estimators": 30},
+    "rf_classification": {"classifier__n_estimators": 30},
+    "lr_classification": {"classifier__max_iter": 200},
 }
+
+
+def _lightgbm_policy(**booster) -> PolicyBoostingRegressor:
+    """The ``lightgbm_regression`` family's model with these booster parameters."""
+    return get_family("lightgbm_regression").make_estimator({f"booster__{k}": v for k, v in booster.items()})
+
+
+def _lightgbm_bins(**params) -> BinnedClassifier:
+    """The ``lightgbm_classification`` family's model; ``n_estimators`` etc. go to the classifier."""
+    outer = set(BinnedClassifier().get_params(deep=False))
+    return get_family("lightgbm_classification").make_estimator(
+        {k if k in outer else f"classifier__{k}": v for k, v in params.items()}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +120,7 @@ def test_clone_and_params_round_trip(name):
 
 def test_predict_before_fit_raises(data):
     with pytest.raises(NotFittedError):
-        LightGBMPolicyRegressor().predict(data["category"][1])
+        _lightgbm_policy().predict(data["category"][1])
 
 
 def test_rejects_non_positive_peaks():
@@ -127,7 +137,7 @@ def test_feature_names_must_match(data):
 
 def test_unseen_category_becomes_missing(data):
     X_train, X_holdout = data["category"]
-    model = LightGBMPolicyRegressor(n_estimators=20).fit(X_train, data["y_train"])
+    model = _lightgbm_policy(n_estimators=20).fit(X_train, data["y_train"])
     changed = X_holdout.iloc[:3].copy()
     changed["component"] = pd.Categorical(["never-seen"] * 3)
     alloc = model.predict(changed)
@@ -182,21 +192,22 @@ def test_member_without_quantile_objective_is_refused(data):
 
 
 # ---------------------------------------------------------------------- direct boosting
-@pytest.mark.parametrize("cls", [XGBoostPolicyRegressor, LightGBMPolicyRegressor])
-def test_margin_policy_multiplies_the_estimate(cls, data):
+@pytest.mark.parametrize("family", ["xgboost_regression", "lightgbm_regression"])
+def test_margin_policy_multiplies_the_estimate(family, data):
     X_train, X_holdout = data["category"]
-    model = cls(policy="margin", margin=1.7, n_estimators=30).fit(X_train, data["y_train"])
+    params = {"policy": "margin", "margin": 1.7, "booster__n_estimators": 30}
+    model = get_family(family).make_estimator(params).fit(X_train, data["y_train"])
     info = model.explain(X_holdout)
     np.testing.assert_allclose(info["allocation_gb"], np.maximum(info["estimate_gb"] * 1.7, model.min_peak_gb_))
     assert (info["policy"] == "margin").all()
     with pytest.raises(ValueError, match="policy"):
-        cls(policy="median").fit(X_train, data["y_train"])
+        get_family(family).make_estimator({"policy": "median"}).fit(X_train, data["y_train"])
 
 
 def test_higher_alpha_allocates_more(data):
     X_train, X_holdout = data["category"]
-    low = LightGBMPolicyRegressor(alpha=0.6, n_estimators=40).fit(X_train, data["y_train"])
-    high = LightGBMPolicyRegressor(alpha=0.97, n_estimators=40).fit(X_train, data["y_train"])
+    low = _lightgbm_policy(n_estimators=40).set_params(alpha=0.6).fit(X_train, data["y_train"])
+    high = _lightgbm_policy(n_estimators=40).set_params(alpha=0.97).fit(X_train, data["y_train"])
     assert high.predict(X_holdout).mean() > low.predict(X_holdout).mean()
 
 
@@ -236,9 +247,7 @@ def _two_cluster_data(n=400, seed=0):
 
 def test_empty_bins_do_not_break_predict():
     X, y = _two_cluster_data()
-    model = LightGBMBinnedClassifier(
-        n_bins=8, strategy="uniform", n_estimators=10, min_child_samples=5
-    ).fit(X, y)
+    model = _lightgbm_bins(n_bins=8, strategy="uniform", n_estimators=10, min_child_samples=5).fit(X, y)
     assert model.seen_bins_.size < model.n_bins_  # the middle bins hold no training job
     proba = model.predict_proba(X)
     assert proba.shape == (len(X), model.n_bins_)
@@ -252,7 +261,9 @@ def test_empty_bins_do_not_break_predict():
 @pytest.mark.parametrize("strategy", ["multi_output_tree", "one_output_per_tree"])
 def test_xgboost_bins_grow_one_tree_per_round_with_multi_output_trees(strategy, data):
     X_train, X_holdout = data["category"]
-    model = XGBoostBinnedClassifier(n_bins=5, n_estimators=8, multi_strategy=strategy)
+    model = get_family("xgboost_classification").make_estimator(
+        {"n_bins": 5, "classifier__n_estimators": 8, "classifier__multi_strategy": strategy}
+    )
     model.fit(X_train, data["y_train"])
     booster = model.classifier_.get_booster()
     trees = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
@@ -267,7 +278,7 @@ def test_xgboost_bins_grow_one_tree_per_round_with_multi_output_trees(strategy, 
 
 def test_confidence_rule_moves_up_one_bin(data):
     X_train, X_holdout = data["category"]
-    model = LightGBMBinnedClassifier(n_bins=6, strategy="quantile", n_estimators=20)
+    model = _lightgbm_bins(n_bins=6, strategy="quantile", n_estimators=20)
     model.set_params(confidence_threshold=0.0).fit(X_train, data["y_train"])
     argmax = model.predict_proba(X_holdout).argmax(axis=1)
     np.testing.assert_array_equal(model.predict_bin(X_holdout), argmax)
@@ -288,7 +299,7 @@ def test_confidence_rule_moves_up_one_bin(data):
 
 def test_expected_cost_decision_follows_the_penalty(data):
     X_train, X_holdout = data["category"]
-    model = LightGBMBinnedClassifier(
+    model = _lightgbm_bins(
         n_estimators=20, decision="expected_cost", penalty=0.5, confidence_threshold=0.0
     ).fit(X_train, data["y_train"])
     cheap_bins, cheap = model.predict_bin(X_holdout), model.predict(X_holdout)
@@ -298,13 +309,13 @@ def test_expected_cost_decision_follows_the_penalty(data):
 
 
 def test_logistic_asks_for_one_hot_features():
-    assert LogisticBinnedClassifier.preferred_encoding == "onehot"
-    assert XGBoostBinnedClassifier.preferred_encoding == "category"
+    assert get_family("lr_classification").make_estimator().preferred_encoding == "onehot"
+    assert get_family("xgboost_classification").make_estimator().preferred_encoding == "category"
 
 
 def test_logistic_handles_category_columns(data):
     X_train, X_holdout = data["category"]
-    model = LogisticBinnedClassifier(n_bins=5, max_iter=100).fit(X_train, data["y_train"])
+    model = BinnedClassifier(LogisticRegression(max_iter=100), n_bins=5).fit(X_train, data["y_train"])
     assert model.predict_proba(X_holdout).shape == (len(X_holdout), model.n_bins_)
 
 
@@ -388,7 +399,7 @@ def test_score_is_minus_business_score(data):
 
 def test_cross_val_score_with_business_scorer(data):
     X_train, _ = data["category"]
-    model = LightGBMPolicyRegressor(n_estimators=20)
+    model = _lightgbm_policy(n_estimators=20)
     scores = cross_val_score(model, X_train, data["y_train"], cv=2, scoring=business_scorer(5.0))
     default = cross_val_score(model, X_train, data["y_train"], cv=2)
     assert scores.shape == (2,) and np.all(scores < 0)
@@ -409,9 +420,9 @@ def _expected_failed_checks(estimator) -> dict[str, str]:
     return _BY_DESIGN if hasattr(estimator, "predict_proba") else {}
 
 
-#: Small versions of every predictor class. The XGBoost and random-forest variants share all
-#: their code paths with the ones checked here but triple the checks' runtime, so they are left
-#: out of the contract run (their families are fitted above).
+#: Small versions of every predictor class. The XGBoost and random-forest members share all the
+#: composed models' code paths with the ones checked here but triple the checks' runtime, so they
+#: are left out of the contract run (their families are fitted above).
 _CHECKED = [
     QuantileEnsembleRegressor(
         members=[
@@ -419,9 +430,9 @@ _CHECKED = [
             ("xgb", XGBRegressor(n_estimators=5, n_jobs=1)),
         ]
     ),
-    LightGBMPolicyRegressor(n_estimators=5),
-    LightGBMBinnedClassifier(n_estimators=5, n_bins=4),
-    LogisticBinnedClassifier(n_bins=4, max_iter=50),
+    PolicyBoostingRegressor(LGBMRegressor(n_estimators=5, verbose=-1)),
+    BinnedClassifier(LGBMClassifier(n_estimators=5, verbose=-1), n_bins=4),
+    BinnedClassifier(LogisticRegression(max_iter=50), n_bins=4),
     CostAwareRegressor(n_estimators=5, scale_n_estimators=5, n_support=16),
     ConfiguredRequest(column=0),
     GroupPercentile(column=0),
@@ -439,6 +450,5 @@ def test_sklearn_compatible(estimator, check):
 def test_every_predictor_class_is_a_base_predictor():
     for family in families().values():
         assert issubclass(family.estimator_class, BasePredictor)
-    assert {type(e) for e in _CHECKED} | {
-        XGBoostPolicyRegressor, XGBoostBinnedClassifier, RandomForestBinnedClassifier
-    } >= {f.estimator_class for f in families().values()}
+    assert {type(e) for e in _CHECKED} >= {f.estimator_class for f in families().values()}
+

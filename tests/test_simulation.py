@@ -32,10 +32,10 @@ from resource_prediction.synthetic import generate_telemetry
 #: trained_models/ layout of the test artifacts: file -> (family, small parameters for speed).
 LAYOUT = {
     "app/classification/xgboost_classification.pkl": (
-        "xgboost_classification", {"n_estimators": 30, "n_bins": 8}
+        "xgboost_classification", {"classifier__n_estimators": 30, "n_bins": 8}
     ),
     "app/qe/qe_balanced.pkl": ("qe_regression", {"hgb__max_iter": 30, "xgb__n_estimators": 30}),
-    "lightgbm_regression.pkl": ("lightgbm_regression", {"n_estimators": 60}),
+    "lightgbm_regression.pkl": ("lightgbm_regression", {"booster__n_estimators": 60}),
 }
 BROKEN = "app/qe/qe_small_waste.pkl"
 CLASSIFICATION = "app/classification/xgboost_classification.pkl"

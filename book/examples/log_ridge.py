@@ -1,9 +1,9 @@
-"""A new model family in one module: ridge regression of the log peak plus a learnt margin.
+"""A new model family's module: ridge regression of the log peak plus a learnt margin.
 
-This is the worked example of the book's "Extending the project" page (``tests/test_book.py`` runs
-it). In the project the class would live in ``resource_prediction/models/log_ridge.py`` and
-:data:`FAMILY` would be one more entry of ``MODEL_FAMILIES`` in ``resource_prediction/config.py``;
-from outside the package, :func:`register` adds it at run time.
+The worked example of the book's "Extending the project" page: in the project this file is
+``resource_prediction/models/log_ridge.py`` and the family is one more entry of ``MODEL_FAMILIES``
+in ``resource_prediction/registry.py``. ``tests/test_book.py`` does exactly that in a copy of the
+package, from the page's text, then searches and evaluates the family through the command line.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from resource_prediction.models import BasePredictor, suggest_preprocessor_params
-from resource_prediction.registry import ModelFamily, register_family
+from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
 
 
 class LogRidgeMargin(BasePredictor):
@@ -69,17 +68,3 @@ def search_space(trial) -> dict:
         "alpha": trial.suggest_float("alpha", 1e-3, 1e3, log=True),
         "quantile": trial.suggest_float("quantile", 0.80, 0.995),
     }
-
-
-FAMILY = ModelFamily(
-    name="log_ridge_regression",
-    task_type="regression",
-    estimator_class=LogRidgeMargin,
-    search_space=search_space,
-    description="Ridge regression of the log peak plus a residual-quantile margin.",
-)
-
-
-def register() -> ModelFamily:
-    """Add the family to the registry (idempotent): search, evaluation and CLI now know it."""
-    return register_family(FAMILY, replace=True)

@@ -24,39 +24,23 @@ from resource_prediction.models.baselines import (
     VerticalPodAutoscaler,
 )
 from resource_prediction.models.binned import BinnedClassifier, learn_bins
-from resource_prediction.models.boosting import (
-    LightGBMPolicyRegressor,
-    PolicyBoostingRegressor,
-    XGBoostPolicyRegressor,
-)
-from resource_prediction.models.classifiers import (
-    LightGBMBinnedClassifier,
-    LogisticBinnedClassifier,
-    RandomForestBinnedClassifier,
-    XGBoostBinnedClassifier,
-)
+from resource_prediction.models.boosting import PolicyBoostingRegressor
 from resource_prediction.models.cost_aware import CostAwareRegressor
 from resource_prediction.models.quantile_ensemble import QuantileEnsembleRegressor
 
 __all__ = [
     "PREPROCESSOR_PREFIX",
     "BasePredictor",
-    "DeployableModel",
     "BinnedClassifier",
     "ConfiguredRequest",
     "CostAwareRegressor",
+    "DeployableModel",
     "GlobalQuantile",
     "GroupPercentile",
-    "LightGBMBinnedClassifier",
-    "LightGBMPolicyRegressor",
-    "LogisticBinnedClassifier",
     "MaxSeen",
     "PolicyBoostingRegressor",
     "QuantileEnsembleRegressor",
-    "RandomForestBinnedClassifier",
     "VerticalPodAutoscaler",
-    "XGBoostBinnedClassifier",
-    "XGBoostPolicyRegressor",
     "business_loss",
     "business_scorer",
     "learn_bins",

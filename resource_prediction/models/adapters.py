@@ -1,9 +1,12 @@
 """What differs between learning libraries, kept in one table.
 
 The models are written against scikit-learn's estimator API; the few things that API does not
-unify (the name of the quantile level, how to declare categorical columns, the fast prediction
-path) are looked up here by the estimator's class name. Adding a library is one
-:func:`register_adapter` call, not a new model class.
+unify (the name of the quantile level, how to declare categorical columns, the feature encoding a
+linear model needs, the fast prediction path, which of the model's ``random_state`` / ``n_jobs`` it
+takes) are looked up here by the estimator's class name. Adding a library is one
+:func:`register_adapter` call, not a new model class: the composed models (the quantile ensemble's
+members, the binned classifier's ``classifier``, the policy regressor's ``booster``) take any
+estimator.
 
 Examples
 --------
@@ -15,12 +18,18 @@ Examples
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 __all__ = [
     "LibraryAdapter",
@@ -30,6 +39,7 @@ __all__ = [
     "predict_proba_fast",
     "register_adapter",
     "with_quantile",
+    "with_shared_params",
     "with_squared_error",
 ]
 
@@ -38,6 +48,8 @@ __all__ = [
 PARALLEL_PREDICT_ROWS = 10_000
 #: Histogram gradient boosting keeps at most this many categories per categorical feature.
 _HGB_MAX_CATEGORIES = 255
+#: Linear models: most frequent categories one-hot encoded per categorical column (the rest grouped).
+ONEHOT_MAX_CATEGORIES = 50
 
 
 def _no_params(*_args) -> dict[str, Any]:
@@ -71,6 +83,17 @@ class LibraryAdapter:
     handles_categoricals : callable(estimator) -> bool
         False when this configuration of the estimator cannot take categorical columns; they are
         then given as their integer codes (ordered numbers).
+    prepare : callable(estimator, mask) -> estimator
+        What is fitted in the estimator's place (default: the estimator itself); linear models get
+        their categorical columns one-hot encoded and the numeric ones imputed and scaled.
+    encoding : {"category", "onehot"}
+        The preprocessor encoding the estimator wants
+        (:attr:`~resource_prediction.models.BasePredictor.preferred_encoding`).
+    shared_params : tuple of str
+        The composing model's parameters the estimator takes (when it has them): ``random_state``
+        and ``n_jobs`` by default.
+    expected_warnings : tuple of Warning classes
+        Warnings of the fit that are expected and not shown.
     """
 
     quantile: Callable[[float], dict[str, Any]] | None = None
@@ -80,6 +103,10 @@ class LibraryAdapter:
     predict: Callable[[Any, np.ndarray], np.ndarray] = field(default=_predict)
     predict_proba: Callable[[Any, np.ndarray], np.ndarray] = field(default=_predict_proba)
     handles_categoricals: Callable[[Any], bool] = field(default=lambda _estimator: True)
+    prepare: Callable[[Any, np.ndarray], Any] = field(default=lambda estimator, _mask: estimator)
+    encoding: str = "category"
+    shared_params: tuple[str, ...] = ("random_state", "n_jobs")
+    expected_warnings: tuple[type[Warning], ...] = ()
 
 
 def _xgb_feature_types(mask: np.ndarray, _cardinality: np.ndarray) -> dict[str, Any]:
@@ -120,6 +147,19 @@ def _hgb_categoricals(mask: np.ndarray, cardinality: np.ndarray) -> dict[str, An
     return {"categorical_features": usable} if usable.any() else {}
 
 
+def _one_hot_linear(estimator, mask: np.ndarray):
+    """The linear model behind one-hot categorical and imputed, standardised numeric columns."""
+    numeric = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler())
+    categorical = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True),
+        OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=ONEHOT_MAX_CATEGORIES),
+    )
+    features = ColumnTransformer(
+        [("num", numeric, np.flatnonzero(~mask)), ("cat", categorical, np.flatnonzero(mask))]
+    )
+    return make_pipeline(features, estimator)
+
+
 _ADAPTERS: dict[str, LibraryAdapter] = {
     "HistGradientBoostingRegressor": LibraryAdapter(
         quantile=lambda a: {"loss": "quantile", "quantile": a},
@@ -151,6 +191,14 @@ _ADAPTERS: dict[str, LibraryAdapter] = {
     ),
     "LGBMClassifier": LibraryAdapter(
         categorical_fit_params=_lgbm_categoricals, predict_proba=_lgbm_predict
+    ),
+    "LogisticRegression": LibraryAdapter(
+        prepare=_one_hot_linear,
+        encoding="onehot",
+        shared_params=("random_state",),  # its n_jobs has no effect since scikit-learn 1.8
+        # Stopping at max_iter regularises too (on the default data 150 iterations score better
+        # than 500): reaching it is expected.
+        expected_warnings=(ConvergenceWarning,),
     ),
 }
 
@@ -190,15 +238,30 @@ def with_squared_error(estimator):
     return _configured(estimator, adapter_for(estimator).squared_error, "squared-error")
 
 
+def with_shared_params(estimator, **params):
+    """Set the composing model's ``params`` (not None) that the estimator's library takes; return it."""
+    accepted = set(adapter_for(estimator).shared_params) & set(estimator.get_params(deep=False))
+    shared = {k: v for k, v in params.items() if v is not None and k in accepted}
+    return estimator.set_params(**shared) if shared else estimator
+
+
 def fit_with_categoricals(estimator, X: np.ndarray, y: np.ndarray, mask: np.ndarray, cardinality):
-    """Declare the categorical columns the library's way, then fit ``estimator`` in place."""
+    """Declare the categorical columns the library's way, then fit ``estimator``.
+
+    Returns what was fitted: ``estimator`` itself, or what the adapter's ``prepare`` put in its
+    place (a linear model's encoding pipeline).
+    """
     adapter = adapter_for(estimator)
     if not adapter.handles_categoricals(estimator):
         mask = np.zeros_like(mask)
     params = adapter.categorical_params(mask, np.asarray(cardinality))
     if params:
         estimator.set_params(**params)
-    return estimator.fit(X, y, **adapter.categorical_fit_params(mask))
+    fitted = adapter.prepare(estimator, mask)
+    with warnings.catch_warnings():
+        for category in adapter.expected_warnings:
+            warnings.simplefilter("ignore", category)
+        return fitted.fit(X, y, **adapter.categorical_fit_params(mask))
 
 
 def predict_fast(estimator, X: np.ndarray) -> np.ndarray:

@@ -17,22 +17,31 @@ Allocation rule
 * bins that hold no training job (possible with ``uniform``/``kmeans``) get probability 0: they
   are never predicted but can be reached by the move-up rule.
 
-Subclasses (one per classifier, in :mod:`resource_prediction.models.classifiers`) only declare
-their parameters and build the classifier in :meth:`BinnedClassifier._make_classifier`.
+The classifier is a parameter (``classifier=``, any scikit-learn classifier; its parameters are
+``classifier__<param>``, as the quantile ensemble's members' are): the binned families of the
+registry are this one class over the classifiers of :mod:`resource_prediction.models.classifiers`.
 """
 
 from __future__ import annotations
 
 import warnings
-from abc import abstractmethod
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import KBinsDiscretizer
 from sklearn.utils.validation import check_is_fitted
 
 from resource_prediction.allocation import unit_failure_cost
-from resource_prediction.models.adapters import fit_with_categoricals, predict_proba_fast
+from resource_prediction.metrics import DEFAULT_PENALTY
+from resource_prediction.models.adapters import (
+    adapter_for,
+    fit_with_categoricals,
+    predict_proba_fast,
+    with_shared_params,
+)
 from resource_prediction.models.base import (
     BasePredictor,
     limit_threads,
@@ -75,8 +84,10 @@ def learn_bins(
         n_bins=n, encode="ordinal", strategy=strategy, subsample=None, random_state=random_state
     )
     with warnings.catch_warnings():
-        # Degenerate bins being dropped is expected and reflected in n_bins_.
+        # Degenerate bins being dropped (and k-means finding fewer distinct clusters) is expected
+        # and reflected in n_bins_.
         warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
         codes = kbd.fit_transform(values[:, None])[:, 0].astype(np.int64)
     inner = kbd.bin_edges_[0][1:-1]
     edges = np.concatenate([[y.min()], np.exp(inner) if log_scale else inner, [y.max() * top_margin]])
@@ -84,14 +95,32 @@ def learn_bins(
 
 
 class BinnedClassifier(BasePredictor):
-    """Abstract binned classifier; see the module docstring for the allocation rule.
+    """Classifier of the memory bin; see the module docstring for the allocation rule.
 
-    Common parameters (every subclass has them): ``n_bins`` (requested bins, 3-15),
-    ``strategy`` (``"uniform"``, ``"quantile"``, ``"kmeans"``), ``confidence_threshold``
-    (move up one bin below this top probability), ``top_margin`` (top edge = largest training
-    peak times this), ``log_scale`` (bin ``log(peak)``), ``decision`` (``"argmax"`` or
-    ``"expected_cost"``), ``penalty`` (the business score's, for ``expected_cost``),
-    ``random_state``.
+    Parameters
+    ----------
+    classifier : classifier, optional
+        Predicts the bin; cloned before fitting, its parameters are ``classifier__<param>``. Its
+        library's adapter (:mod:`~resource_prediction.models.adapters`) says how it takes
+        categorical columns and which encoding it wants (``preferred_encoding``). Default:
+        :class:`sklearn.ensemble.HistGradientBoostingClassifier`.
+    n_bins : int
+        Requested bins, at least 2 (degenerate ones are dropped).
+    strategy : {"uniform", "quantile", "kmeans"}
+    confidence_threshold : float
+        Move up one bin below this top probability.
+    top_margin : float
+        Top edge = largest training peak times this.
+    log_scale : bool
+        Bin ``log(peak)``.
+    decision : {"argmax", "expected_cost"}
+    penalty : float
+        The business score's penalty (for ``expected_cost``).
+    random_state : int or None
+        Seed of the binning, given to the classifier when its library takes one.
+    n_jobs : int or None
+        Threads: given to the classifier when its library takes them, and the cap of the
+        OpenMP/BLAS pools while fitting (None: no cap).
 
     Attributes
     ----------
@@ -103,14 +132,50 @@ class BinnedClassifier(BasePredictor):
         Bins that hold at least one training job (the classifier's classes).
     bin_means_ : ndarray of shape ``(n_bins_,)``
         Mean training peak per bin (the middle of the bin when it is empty).
-
     classifier_ : estimator or None
         The fitted classifier (None when all training jobs fall in one bin).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 2)); y = np.exp(X[:, 0] + 0.1 * rng.normal(size=300))
+    >>> model = BinnedClassifier(LogisticRegression(C=0.5), n_bins=4).fit(X, y)
+    >>> model.preferred_encoding, model.get_params()["classifier__C"], model.n_bins_
+    ('onehot', 0.5, 4)
     """
 
-    @abstractmethod
-    def _make_classifier(self):
-        """The unfitted classifier (called after the input attributes are set)."""
+    def __init__(
+        self,
+        classifier=None,
+        n_bins: int = 15,
+        strategy: str = "kmeans",
+        confidence_threshold: float = 0.5,
+        top_margin: float = 1.2,
+        log_scale: bool = True,
+        decision: str = "argmax",
+        penalty: float = DEFAULT_PENALTY,
+        random_state: int | None = 0,
+        n_jobs: int | None = 1,
+    ):
+        self.classifier = classifier
+        self.n_bins = n_bins
+        self.strategy = strategy
+        self.confidence_threshold = confidence_threshold
+        self.top_margin = top_margin
+        self.log_scale = log_scale
+        self.decision = decision
+        self.penalty = penalty
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _classifier(self):
+        return HistGradientBoostingClassifier() if self.classifier is None else self.classifier
+
+    @property
+    def preferred_encoding(self) -> str:
+        """The feature encoding the classifier's library wants (``"onehot"`` for linear models)."""
+        return adapter_for(self._classifier()).encoding
 
     def fit(self, X, y):
         """Learn the bins from ``y``, then a classifier of the bin from ``X``."""
@@ -125,7 +190,7 @@ class BinnedClassifier(BasePredictor):
             raise ValueError(f"decision must be one of {DECISIONS}, got {self.decision!r}")
         if self.penalty <= 0:
             raise ValueError(f"penalty must be positive, got {self.penalty}")
-        with limit_threads(getattr(self, "n_jobs", None)):  # k-means and BLAS pools
+        with limit_threads(self.n_jobs):  # k-means and BLAS pools
             return self._fit_bins_and_classifier(Xa, y)
 
     def _fit_bins_and_classifier(self, Xa: np.ndarray, y: np.ndarray):
@@ -142,8 +207,11 @@ class BinnedClassifier(BasePredictor):
             self.classifier_ = None
             return self
         labels = np.searchsorted(self.seen_bins_, codes)
+        classifier = with_shared_params(
+            clone(self._classifier()), random_state=self.random_state, n_jobs=self.n_jobs
+        )
         self.classifier_ = fit_with_categoricals(
-            self._make_classifier(), Xa, labels, self.categorical_mask_, self._category_counts()
+            classifier, Xa, labels, self.categorical_mask_, self._category_counts()
         )
         return self
 

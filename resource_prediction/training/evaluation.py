@@ -91,7 +91,7 @@ RESULT_COLUMNS = [
 
 def is_quantile_ensemble(family: ModelFamily) -> bool:
     """Whether the family's model has ``alpha`` and ``safety`` (the Pareto sweep applies)."""
-    return {"alpha", "safety"} <= set(family.estimator_class().get_params(deep=False))
+    return {"alpha", "safety"} <= set(family.estimator.get_params(deep=False))
 
 
 def _git_commit() -> str | None:

@@ -140,7 +140,7 @@ def sweep_quantile_ensemble(
         ``business_score``, ``mean_gb_wasted``, ``on_frontier``.
     """
     model_params, pre_params = split_params(params)
-    defaults = family.estimator_class().get_params(deep=False)
+    defaults = family.estimator.get_params(deep=False)
     missing = {"alpha", "safety"} - set(defaults)
     if missing:
         raise ValueError(f"family {family.name!r} has no {sorted(missing)} parameter: not a quantile ensemble")
@@ -150,7 +150,7 @@ def sweep_quantile_ensemble(
     safeties = safety_grid(best_safety) if safeties is None else np.asarray(safeties, dtype=float)
 
     inner, val = time_split(train_raw, val_fraction)
-    encoding = getattr(family.estimator_class, "preferred_encoding", "category")
+    encoding = family.preferred_encoding
     pre = ModelPreprocessor(**{"encoding": encoding, **pre_params})
     X_inner = pre.fit_transform(inner)
     X_val = pre.transform(val)  # causal replay: validation jobs see earlier validation peaks

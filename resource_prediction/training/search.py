@@ -445,7 +445,7 @@ class HyperparameterSearcher:
         ``run`` (a worker pool's id) is recorded on every trial, so the pool can find its trials.
         """
         fam = get_family(family)
-        encoding = getattr(fam.estimator_class, "preferred_encoding", "category")
+        encoding = fam.preferred_encoding
 
         def cv_score(trial: optuna.Trial) -> float:
             params = fam.search_space(trial)

@@ -107,6 +107,8 @@ def _run_share(family: str, n_trials: int | None, timeout: float | None, seed: i
 class WorkerPool:
     """``n_workers`` processes running a searcher's trials (see the module docstring).
 
+    Use :meth:`available` first: the families must pickle (classes defined in importable modules).
+
     Parameters
     ----------
     make_searcher : callable() -> Searcher
@@ -120,8 +122,6 @@ class WorkerPool:
     seed : int
         Base of the workers' sampler seeds (:func:`sampler_seed`).
     show_progress_bar : bool
-
-    Use :meth:`available` first: the families must pickle (classes defined in importable modules).
     """
 
     def __init__(
