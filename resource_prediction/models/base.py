@@ -117,7 +117,8 @@ class BasePredictor(RegressorMixin, BaseEstimator, ABC):
     Attributes
     ----------
     preferred_encoding : {"category", "onehot"}
-        Class attribute: the feature encoding the model wants from the preprocessor.
+        The feature encoding the model wants from the preprocessor (a class attribute; the composed
+        models read it from their member's library adapter).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when fitted on a DataFrame.
