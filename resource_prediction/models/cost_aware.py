@@ -476,6 +476,16 @@ class CostAwareRegressor(BasePredictor):
     def _predict(self, Xa: np.ndarray) -> np.ndarray:
         return self._guarded(Xa, self._model_allocation(Xa))[0]
 
+    def predict_quantile(self, X, level: float) -> np.ndarray:
+        """Each job's predicted ``level`` quantile of its peak (GB), before the cost optimum and
+        the guard: the calibration's own statement, checkable on later jobs."""
+        check_is_fitted(self)
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        mu, scale, cat = self._distribution(self._validate_X(X, reset=False))
+        q = np.array([np.interp(level, self.levels_, row) for row in self.residual_quantiles_])
+        return np.exp(np.minimum(mu + scale * q[cat], self.log_cap_))
+
     def explain(self, X) -> pd.DataFrame:
         """Per job: allocation, predicted median, log-scale, quantile level chosen, probability of
         failure and expected waste under the predicted distribution, calibration category and
