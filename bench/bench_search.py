@@ -1,10 +1,12 @@
-"""Search and evaluation speed on the default data (target: both within 10 minutes on 2 cores).
+"""Search and evaluation on the default data at the ``make run`` budget: speed and the champion.
 
 Runs what a user runs, in a fresh artifacts directory and timed:
-``resource-prediction search --n-trials 20 --n-jobs 2`` (every searched family) and then
-``resource-prediction evaluate --evaluate-all-archs``. Per family it records, from the study's trial
-timestamps, the wall time, trials per minute and how many trials were complete, pruned or failed.
-Writes JSON to ``--out`` (default ``artifacts/bench/search.json``).
+``resource-prediction search --n-trials 10 --timeout 120 --n-jobs 2`` (every searched family; the
+budget of ``make run``) and then ``resource-prediction evaluate --evaluate-all-archs``. Per family it
+records, from the study's trial timestamps, the wall time, trials per minute and how many trials were
+complete, pruned or failed; from the evaluation, the champion (chosen on the validation window), its
+holdout score against the oracle's, and the cost-aware model against the quantile ensemble of the
+same search. Writes JSON to ``--out`` (default ``artifacts/bench/search.json``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ def family_stats(storage: str) -> dict[str, dict]:
     return out
 
 
+def quality(holdout: list[dict], champions: dict) -> dict:
+    """The champion against the oracle, and the cost-aware model against the quantile ensemble."""
+    score = {r["family"]: r["business_score"] for r in holdout}
+    champion = champions.get("overall")
+    out = {"champion": champion, "champion_score": score.get(champion), "oracle_score": score.get("oracle")}
+    if champion and "oracle" in score:
+        out["champion_ratio_to_oracle"] = score[champion] / score["oracle"]
+    if "cost_aware_regression" in score and "qe_regression" in score:
+        out["cost_aware_below_qe"] = 1 - score["cost_aware_regression"] / score["qe_regression"]
+    return out
+
+
 def timed_cli(argv: list[str]) -> float:
     """Seconds ``resource-prediction <argv>`` took (its printed tables shown only if it fails)."""
     buffer = StringIO()
@@ -69,7 +83,8 @@ def main() -> None:
     parser.add_argument("--out", default="artifacts/bench/search.json")
     parser.add_argument("--data", help="raw telemetry (default: generated, --jobs jobs, seed 0)")
     parser.add_argument("--jobs", type=int, default=DEFAULT_N_JOBS)
-    parser.add_argument("--trials", type=int, default=20, help="trials per family")
+    parser.add_argument("--trials", type=int, default=10, help="trials per family")
+    parser.add_argument("--timeout", type=int, default=120, help="seconds per family")
     parser.add_argument("--n-jobs", type=int, default=2, help="parallel trials")
     parser.add_argument("--artifacts-dir", help="keep the run here (default: a temporary directory)")
     args = parser.parse_args()
@@ -83,11 +98,12 @@ def main() -> None:
             generate_telemetry(args.jobs, seed=0).to_parquet(data)
         common = ["--artifacts-dir", str(artifacts), "--data", str(data)]
         load_start = os.getloadavg()
-        search_s = timed_cli(["search", *common, "--n-trials", str(args.trials),
-                               "--n-jobs", str(args.n_jobs), "--no-progress-bar"])
+        search_s = timed_cli(["search", *common, "--n-trials", str(args.trials), "--timeout",
+                               str(args.timeout), "--n-jobs", str(args.n_jobs), "--no-progress-bar"])
         evaluate_s = timed_cli(["evaluate", *common, "--evaluate-all-archs"])
         families = family_stats(paths.default_storage)
         holdout = json.loads((paths.reports / "holdout_results.json").read_text())
+        champions = json.loads((paths.reports / "champions.json").read_text())["champions"]
 
     total = search_s + evaluate_s
     results = {
@@ -102,6 +118,7 @@ def main() -> None:
         "target_s": TARGET_S,
         "meets_target": total <= TARGET_S,
         "families": families,
+        "quality": quality(holdout, champions),
         "holdout": holdout,
     }
     out = Path(args.out)
@@ -112,6 +129,7 @@ def main() -> None:
               f"({stats['complete']} complete, {stats['pruned']} pruned, {stats['failed']} failed)")
     print(f"search {search_s:.0f} s + evaluation {evaluate_s:.0f} s = {total:.0f} s "
           f"(target {TARGET_S:.0f} s)")
+    print(json.dumps(results["quality"]))
 
 
 if __name__ == "__main__":
