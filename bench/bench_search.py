@@ -95,7 +95,7 @@ def main() -> None:
         paths = ArtifactPaths(artifacts).ensure()
         data = Path(args.data) if args.data else paths.data / "bench_telemetry.parquet"
         if not args.data:
-            generate_telemetry(args.jobs, seed=0).to_parquet(data)
+            generate_telemetry(args.jobs, seed=0, with_truth=True).to_parquet(data)
         common = ["--artifacts-dir", str(artifacts), "--data", str(data)]
         load_start = os.getloadavg()
         search_s = timed_cli(["search", *common, "--n-trials", str(args.trials), "--timeout",
