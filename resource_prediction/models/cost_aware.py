@@ -520,7 +520,7 @@ def search_space(trial) -> dict:
     """Optuna search space of :class:`CostAwareRegressor` (the penalty is the study's, not tuned)."""
     return {
         **suggest_preprocessor_params(trial),
-        "n_estimators": trial.suggest_int("n_estimators", 50, 150, step=25),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
         "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
