@@ -16,7 +16,12 @@ from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 from xgboost import XGBRegressor
 
-from resource_prediction.models.adapters import fit_with_categoricals, predict_fast, with_quantile
+from resource_prediction.models.adapters import (
+    fit_with_categoricals,
+    predict_fast,
+    with_quantile,
+    with_shared_params,
+)
 from resource_prediction.models.base import (
     BasePredictor,
     limit_threads,
@@ -169,12 +174,11 @@ class QuantileEnsembleRegressor(BasePredictor):
         target = np.log(y) if self.log_target else y
         mask, counts = self.categorical_mask_, self._category_counts()
         self.estimators_ = []
-        shared = {"random_state": self.random_state, "n_jobs": self.n_jobs}
         with limit_threads(self.n_jobs):
             for _, member in self.members:
-                est = with_quantile(member, self.alpha)
-                accepted = est.get_params(deep=False)
-                est.set_params(**{k: v for k, v in shared.items() if v is not None and k in accepted})
+                est = with_shared_params(
+                    with_quantile(member, self.alpha), random_state=self.random_state, n_jobs=self.n_jobs
+                )
                 self.estimators_.append(fit_with_categoricals(est, Xa, target, mask, counts))
         self.named_estimators_ = Bunch(**dict(zip(names, self.estimators_, strict=True)))
         return self
