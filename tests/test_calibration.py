@@ -85,40 +85,50 @@ def test_unseen_task_type_gets_finite_allocations_within_its_prior(new_task_type
     assert np.median(alloc) > 0.5 * peers[0] and np.median(alloc) < 20 * peers[1]
 
 
-def test_guard_gives_cold_groups_at_least_their_request(new_task_type):
+def test_guard_gives_cold_groups_their_request_capped_by_their_peers(new_task_type):
     pre, X, y, later, new = new_task_type
     guarded = CostAwareRegressor(**FAST).fit(X, y)
     unguarded = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     X_new = pre.transform(new.drop(columns=["max_rss", "max_rss_gb"]))
-    alloc = guarded.predict(X_new)
-    assert np.all(alloc >= 64.0)
+    floor = np.minimum(64.0, X_new["hist_grp_max_20"].to_numpy())
+    alloc, free = guarded.predict(X_new), unguarded.predict(X_new)
+    np.testing.assert_allclose(alloc, np.maximum(free, floor))
     assert guarded.explain(X_new)["guarded"].to_numpy().any()
     # known groups: the guard changes nothing
     X_known = pre.transform(later.drop(columns=["max_rss", "max_rss_gb"]))
-    warm = X_known["hist_coarse_count"].to_numpy() >= 3
+    warm = X_known["hist_grp_count"].to_numpy() >= 1
+    assert warm.any()
     np.testing.assert_allclose(guarded.predict(X_known)[warm], unguarded.predict(X_known)[warm])
 
 
 def test_guard_learns_from_the_first_finished_jobs(new_task_type):
     """Replayed with their peaks, the new group's jobs leave the guard once they have history."""
     pre, X, y, _, new = new_task_type
-    model = CostAwareRegressor(**FAST).fit(X, y)
+    guarded = CostAwareRegressor(**FAST).fit(X, y)
+    unguarded = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     X_replay = pre.transform(new)  # with peaks: each job sees the earlier new jobs
-    info = model.explain(X_replay)
-    assert info["guarded"].iloc[:3].any()
-    assert not info["guarded"].iloc[10:].any()
+    count = X_replay["hist_grp_count"].to_numpy()
+    assert count[0] == 0 and (count[1:] >= 1).any()
+    alloc, free = guarded.predict(X_replay), unguarded.predict(X_replay)
+    floor = np.minimum(64.0, X_replay["hist_grp_max_20"].to_numpy())
+    np.testing.assert_allclose(alloc[count == 0], np.maximum(free, floor)[count == 0])
+    np.testing.assert_allclose(alloc[count >= 1], free[count >= 1])
 
 
-@pytest.mark.parametrize(("mode", "expected"), [("max", [8.0, 3.0, 2.0, 5.0]), ("request", [8.0, 1.0, 2.0, 5.0])])
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("max", [6.0, 3.0, 2.0, 6.0, 5.0]),  # request capped by the peers; peers alone without request
+    ("request", [8.0, 1.0, 2.0, 5.0, 5.0]),  # without a request the model's allocation stays
+])
 def test_guard_allocation_rules(mode, expected):
-    alloc = np.array([2.0, 3.0, 2.0, 5.0])
-    count = np.array([0, 1, 9, np.nan])
-    request = np.array([8.0, 1.0, 8.0, np.nan])  # no usable request: the model's allocation stays
-    out, changed = guard_allocation(alloc, count, request, mode=mode, min_history=3)
+    alloc = np.array([2.0, 3.0, 2.0, 5.0, 5.0])
+    count = np.array([0, 1, 9, np.nan, 0])
+    request = np.array([8.0, 1.0, 8.0, np.nan, np.nan])
+    peers = np.array([6.0, 6.0, 6.0, 6.0, np.nan])
+    out, changed = guard_allocation(alloc, count, request, peers, mode=mode, min_history=3)
     np.testing.assert_allclose(out, expected)
     np.testing.assert_array_equal(changed, np.asarray(expected) != alloc)
     with pytest.raises(ValueError, match="guard must be one of"):
-        guard_allocation(alloc, count, request, mode="always")
+        guard_allocation(alloc, count, request, peers, mode="always")
 
 
 def test_flat_location_is_kept_where_the_group_maximum_predicts_best():

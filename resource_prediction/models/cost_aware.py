@@ -23,8 +23,8 @@ allocation`): the best quantile differs from job to job. This model
    points and allocates the point minimising the expected cost
    (:func:`~resource_prediction.allocation.optimal_allocation_from_samples`);
 7. guards (:func:`~resource_prediction.models.guard.guard_allocation`): a job whose group has
-   too little history for the model to have evidence is not allocated less than its configured
-   request.
+   no history for the model to have evidence is not allocated less than its configured request
+   (capped at what its peers have needed).
 """
 
 from __future__ import annotations
@@ -158,14 +158,17 @@ class CostAwareRegressor(BasePredictor):
     guard : {"max", "request"} or None
         The do-no-harm guard (:func:`~resource_prediction.models.guard.guard_allocation`) for jobs
         whose group has seen fewer than ``guard_min_history`` peaks (the ``history`` feature):
-        ``"max"`` allocates at least the configured request, ``"request"`` the request itself;
-        None disables it.
+        ``"max"`` allocates at least the configured request capped at the peers' recent maximum
+        (``peers``), ``"request"`` the request itself; None disables it.
     guard_min_history : int
         History (peaks of the job's group) below which the guard applies.
     history : str or None
         Feature holding the number of peaks the job's group has seen.
     request : str or None
         Feature holding the configured request (GB).
+    peers : str or None
+        Feature holding the recent maximum peak of the nearest group with history (GB): the
+        preprocessor's ``hist_grp_max_20`` falls back to the coarse group, then all jobs.
     random_state : int
     n_jobs : int
 
@@ -186,7 +189,7 @@ class CostAwareRegressor(BasePredictor):
     calibration_scores_ : dict
         Business score of each ``(location kind, Mondrian feature)`` candidate on the rows its
         calibration predicted (each half scored with the other half's quantiles).
-    offset_index_, mondrian_index_, history_index_, request_index_ : int or None
+    offset_index_, mondrian_index_, history_index_, request_index_, peers_index_ : int or None
         Feature positions of those features (None when absent).
     """
 
@@ -213,9 +216,10 @@ class CostAwareRegressor(BasePredictor):
         n_support: int = 128,
         widen: float = 1.0,
         guard: str | None = "max",
-        guard_min_history: int = 3,
-        history: str | None = "hist_coarse_count",
+        guard_min_history: int = 1,
+        history: str | None = "hist_grp_count",
         request: str | None = "memreq_gb",
+        peers: str | None = "hist_grp_max_20",
         random_state: int = 0,
         n_jobs: int = 1,
     ):
@@ -243,6 +247,7 @@ class CostAwareRegressor(BasePredictor):
         self.guard_min_history = guard_min_history
         self.history = history
         self.request = request
+        self.peers = peers
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -412,6 +417,7 @@ class CostAwareRegressor(BasePredictor):
         self._check_params()
         self.request_index_ = self._feature_index(self.request)
         self.history_index_ = self._feature_index(self.history)
+        self.peers_index_ = self._feature_index(self.peers)
         self.log_level_ = float(np.median(np.log(y)))
         self.log_cap_ = float(np.log(MAX_RATIO * y.max()))
         self.levels_, self.weights_ = tail_levels(int(self.n_support))
@@ -468,8 +474,9 @@ class CostAwareRegressor(BasePredictor):
         """The guard's allocation and where it changed the model's."""
         if self.guard is None or self.history_index_ is None or self.request_index_ is None:
             return alloc, np.zeros(alloc.size, dtype=bool)
+        peers = None if self.peers_index_ is None else Xa[:, self.peers_index_]
         return guard_allocation(
-            alloc, Xa[:, self.history_index_], Xa[:, self.request_index_],
+            alloc, Xa[:, self.history_index_], Xa[:, self.request_index_], peers,
             mode=self.guard, min_history=self.guard_min_history,
         )
 
