@@ -28,6 +28,7 @@ from resource_prediction.training.search import (
     FoldCache,
     HyperparameterSearcher,
     best_params,
+    family_result,
     search_summary,
     time_series_folds,
 )
@@ -322,3 +323,21 @@ def test_a_failing_family_is_reported_and_the_search_goes_on(train, tmp_path, fa
 def test_parallel_trials_run_in_threads(train):
     result = _searcher(train, "memory", n_trials=4, n_jobs=2).run()[CHEAP]
     assert result.n_trials == 4 and result.status == "ok"
+
+
+def test_trials_of_an_earlier_parameter_layout_are_passed_over(tmp_path):
+    """A resumed study may hold trials whose keys the family no longer takes (``n_estimators``
+    before it became ``booster__n_estimators``): the best usable trial is reported instead."""
+    url = f"sqlite:///{tmp_path}/studies.db"
+    family = "lightgbm_regression"
+    study = optuna.create_study(study_name=study_name(family), storage=open_storage(url))
+    dist = optuna.distributions.IntDistribution(50, 150)
+    for key, value in (("n_estimators", 10.0), ("booster__n_estimators", 20.0)):
+        study.add_trial(optuna.trial.create_trial(
+            params={key: 100}, distributions={key: dist}, value=value,
+            user_attrs={"params": {key: 100}},
+        ))
+    params, score = best_params(family, url)
+    assert params == {"booster__n_estimators": 100} and score == 20.0
+    result = family_result(study, family, "regression")
+    assert result.status == "ok" and result.best_trial == 1

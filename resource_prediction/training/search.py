@@ -79,6 +79,7 @@ __all__ = [
     "FoldCache",
     "HyperparameterSearcher",
     "best_params",
+    "best_usable_trial",
     "search_summary",
     "time_series_folds",
 ]
@@ -184,7 +185,7 @@ class FamilyResult:
     family: str
     task_type: str
     study_name: str
-    status: str  # "ok", "failed" (every finished trial failed) or "empty" (no finished trial)
+    status: str  # "ok", "failed" (every finished trial failed) or "empty" (no usable finished trial)
     best_value: float | None = None
     best_trial: int | None = None
     best_params: dict | None = None
@@ -210,6 +211,30 @@ def _trial_params(trial: optuna.trial.FrozenTrial) -> dict:
     return dict(stored) if stored is not None else dict(trial.params)
 
 
+def best_usable_trial(study: optuna.Study, family: str) -> optuna.trial.FrozenTrial | None:
+    """The best complete trial whose parameters the family's estimator still takes.
+
+    A study resumed across versions can hold trials of an earlier parameter layout (e.g. ``n_estimators``
+    before the booster's became ``booster__n_estimators``): they are passed over, with a warning.
+    """
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    fam = get_family(family)
+    passed_over = []
+    best = None
+    for trial in sorted(complete, key=lambda t: t.value):
+        try:
+            fam.make_estimator(_trial_params(trial))
+        except (ValueError, TypeError):
+            passed_over.append(trial.number)
+            continue
+        best = trial
+        break
+    if passed_over:
+        log.warning("%s: %d better trial(s) (%s) have parameters the family no longer takes; passed over",
+                    study.study_name, len(passed_over), ", ".join(map(str, passed_over[:5])))
+    return best
+
+
 def family_result(
     study: optuna.Study, family: str, task_type: str, seconds: float | None = None
 ) -> FamilyResult:
@@ -220,11 +245,12 @@ def family_result(
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     study_attrs = study.user_attrs if failed else {}
     reasons = list(dict.fromkeys(fail_reason(t, study_attrs) for t in failed))
+    best = best_usable_trial(study, family) if complete else None
     result = FamilyResult(
         family=family,
         task_type=task_type,
         study_name=study.study_name,
-        status="ok" if complete else ("failed" if failed else "empty"),
+        status="ok" if best is not None else ("failed" if failed else "empty"),
         n_trials=len(trials),
         n_complete=len(complete),
         n_pruned=states.count(TrialState.PRUNED),
@@ -234,8 +260,7 @@ def family_result(
         trial_seconds=float(sum(t.duration.total_seconds() for t in trials if t.duration is not None)),
         seconds=seconds,
     )
-    if complete:
-        best = study.best_trial
+    if best is not None:
         result.best_value = float(best.value)
         result.best_trial = best.number
         result.best_params = _trial_params(best)
@@ -259,10 +284,9 @@ def best_params(
     study = _load_study(open_storage(storage, paths), family, prefix)
     if study is None:
         return None, None
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
+    best = best_usable_trial(study, family)
+    if best is None:
         return None, None
-    best = study.best_trial
     return _trial_params(best), float(best.value)
 
 
