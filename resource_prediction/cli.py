@@ -12,21 +12,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from resource_prediction.data import TelemetryError, load_telemetry, save_telemetry
+from resource_prediction.data import (
+    TelemetryError,
+    ensure_default_data,
+    load_telemetry,
+    save_telemetry,
+)
+from resource_prediction.data_options import add_format_flags, format_options
 from resource_prediction.paths import DEFAULT_ARTIFACTS_DIR, ArtifactPaths
 from resource_prediction.summary import format_summary, telemetry_summary
 from resource_prediction.synthetic import DEFAULT_N_JOBS, SCENARIOS, generate_telemetry
 
 log = logging.getLogger("resource_prediction")
-
-
-def ensure_default_data(paths: ArtifactPaths, n_jobs: int = DEFAULT_N_JOBS, seed: int = 0) -> Path:
-    """Generate the default data set once (with truth columns) and return its path."""
-    target = paths.default_data
-    if not target.exists():
-        log.info("generating the default data: %d jobs, seed %d -> %s", n_jobs, seed, target)
-        save_telemetry(generate_telemetry(n_jobs, seed=seed, with_truth=True), target)
-    return target
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -39,7 +36,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     paths = ArtifactPaths(Path(args.artifacts_dir))
     data = Path(args.data) if args.data else ensure_default_data(paths, seed=args.seed)
-    summary = telemetry_summary(load_telemetry(data), penalty=args.penalty)
+    summary = telemetry_summary(load_telemetry(data, **format_options(args)), penalty=args.penalty)
     print(f"data: {data}")
     print(format_summary(summary))
     if args.json:
@@ -62,6 +59,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 def _add_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="summarise telemetry: span, configured request, oracle")
     p.add_argument("--data", help="raw telemetry file (default: the generated default data)")
+    add_format_flags(p)
     p.add_argument("--artifacts-dir", default=str(DEFAULT_ARTIFACTS_DIR))
     p.add_argument("--penalty", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)

@@ -1,20 +1,50 @@
-"""Raw build telemetry: the schema, loading with checks, and the time split.
+"""Loading telemetry of any source, build telemetry's own reader, the time split and the default data.
 
-The telemetry is exported as a semicolon-separated CSV, one row per build or test job. Loading never
-loses rows silently: rows that cannot be used are dropped, counted by reason, logged and reported in
-``df.attrs["load_report"]``; input that cannot be used at all raises :class:`TelemetryError`.
+:func:`load_telemetry` reads a file of one of the :data:`~resource_prediction.schema.FORMATS` (detected
+from the header with ``format="auto"``) through its reader: build telemetry here (:func:`coerce_raw`),
+Nextflow trace reports in :mod:`resource_prediction.nextflow`, Slurm accounting in
+:mod:`resource_prediction.slurm`. Loading never loses rows silently: rows that cannot be used are
+dropped, counted by reason, logged with their file lines and reported in ``df.attrs["load_report"]``;
+input that cannot be used at all raises :class:`~resource_prediction.schema.TelemetryError`.
+
+Build telemetry is exported as a semicolon-separated CSV, one row per build or test job.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+
+from resource_prediction import nextflow, slurm
+from resource_prediction.paths import ArtifactPaths
+from resource_prediction.schema import (
+    BUILD,
+    BYTES_PER_GB,
+    FORMATS,
+    MAX_PLAUSIBLE_BYTES,
+    MAX_PLAUSIBLE_MB,
+    MB_PER_GB,
+    DropCounter,
+    Schema,
+    TelemetryError,
+    check_duplicates,
+    detect_format,
+    get_schema,
+    is_normalized,
+    parse_times,
+    read_text,
+)
+from resource_prediction.synthetic import DEFAULT_N_JOBS, generate_telemetry
+
+__all__ = [
+    "BYTES_PER_GB", "MB_PER_GB", "RAW_COLUMNS", "REQUIRED_COLUMNS", "TelemetryError", "coerce_raw",
+    "ensure_default_data", "load_telemetry", "prepare_rows", "read_raw", "save_telemetry", "time_split",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +71,8 @@ RAW_COLUMNS: dict[str, str] = {
 
 #: Columns without which a file cannot be used for training.
 REQUIRED_COLUMNS: tuple[str, ...] = (
-    "time",
-    "component",
-    "max_rss",
-    "location",
-    "branch",
-    "buildProfile",
-    "jobs",
-    "localJobs",
-    "makeType",
-    "targets",
-    "ts_phase",
+    "time", "component", "max_rss", "location", "branch", "buildProfile", "jobs", "localJobs",
+    "makeType", "targets", "ts_phase",
 )
 
 STRING_COLUMNS = (
@@ -59,28 +80,12 @@ STRING_COLUMNS = (
     "ts_phase", "ts_status", "cgroup",
 )
 COUNT_COLUMNS = ("memory_fail_count", "jobs", "localJobs")
-FLOAT_COLUMNS = ("max_rss", "max_cache", "memreq")
-BYTES_PER_GB = 1024**3
-MB_PER_GB = 1024
 
 
-class TelemetryError(ValueError):
-    """Telemetry that cannot be used: the message names the file, the column or the rows."""
-
-
-def _rows(mask: np.ndarray, limit: int = 5) -> str:
-    """File line numbers (header = line 1) of the first flagged rows."""
-    idx = np.flatnonzero(mask)[:limit] + 2
-    more = "" if mask.sum() <= limit else ", ..."
-    return ", ".join(map(str, idx)) + more
-
-
-def _detect_separator(path: Path) -> str:
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        header = fh.readline()
+def _detect_separator(header: str, path: Path, candidates: tuple[str, ...] = (";", ",")) -> str:
     if not header.strip():
         raise TelemetryError(f"{path}: the file is empty (no header line)")
-    counts = {sep: header.count(sep) for sep in (";", ",")}
+    counts = {sep: header.count(sep) for sep in candidates}
     sep = max(counts, key=counts.get)
     if counts[sep] == 0:
         raise TelemetryError(
@@ -90,8 +95,18 @@ def _detect_separator(path: Path) -> str:
     return sep
 
 
-def read_raw(path: str | Path) -> pd.DataFrame:
-    """Read a CSV (separator detected) or Parquet file as it stands, all CSV fields as strings."""
+def _first_line(path: Path) -> str:
+    with path.open("rb") as fh:
+        return fh.readline().decode("utf-8", errors="replace")
+
+
+def read_raw(path: str | Path, dtype: dict | None = None) -> pd.DataFrame:
+    """Read a CSV (``;`` or ``,``, detected) or Parquet file as it stands.
+
+    Known build columns are read as text (typed by the reader, which counts bad values); other
+    columns keep pandas' inference unless ``dtype`` says otherwise. Bytes that are not UTF-8 raise
+    :class:`TelemetryError` naming the file and the line.
+    """
     path = Path(path)
     if not path.exists():
         raise TelemetryError(f"{path}: no such file")
@@ -99,27 +114,21 @@ def read_raw(path: str | Path) -> pd.DataFrame:
         raise TelemetryError(f"{path}: the file is empty")
     if path.suffix.lower() in {".parquet", ".pq"}:
         return pd.read_parquet(path)
-    sep = _detect_separator(path)
-    # Known columns are read as text and typed by coerce_raw (which counts bad values); unknown extra
-    # columns keep pandas' inference.
-    known_as_text = dict.fromkeys(RAW_COLUMNS, "str")
-    return pd.read_csv(path, sep=sep, dtype=known_as_text, keep_default_na=True)
-
-
-def _parse_times(values: pd.Series) -> pd.Series:
-    """UTC timestamps: the fast ISO 8601 parser first, then any other format for what it missed."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-    retry = parsed.isna() & values.notna()
-    if retry.any():
-        parsed[retry] = pd.to_datetime(values[retry], utc=True, errors="coerce", format="mixed")
-    return parsed
+    sep = _detect_separator(_first_line(path), path)
+    dtype = dict.fromkeys(RAW_COLUMNS, "str") if dtype is None else dtype
+    try:
+        return pd.read_csv(path, sep=sep, dtype=dtype, keep_default_na=True)
+    except UnicodeDecodeError:
+        read_text(path)  # raises TelemetryError with the line
+        raise
 
 
 def coerce_raw(raw: pd.DataFrame, source: str = "<frame>") -> tuple[pd.DataFrame, dict]:
-    """Type the raw columns, drop unusable rows and report them.
+    """Type raw build telemetry, drop unusable rows and report them.
 
+    Dropped (counted by reason, with file lines): unparseable or missing times, missing, non-numeric,
+    non-positive or implausible peaks (above 1 PB), configured requests that are not positive or
+    implausible, a missing component, and repeats of a job id (``atom_id``; the first row is kept).
     Returns the typed frame (sorted by time, index reset) and the load report.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
@@ -138,86 +147,140 @@ def coerce_raw(raw: pd.DataFrame, source: str = "<frame>") -> tuple[pd.DataFrame
             log.warning("%s: optional column %r missing, filled with NaN", source, col)
 
     time_raw = df["time"]
-    time = _parse_times(time_raw)
+    time = parse_times(time_raw)
     peak = pd.to_numeric(df["max_rss"], errors="coerce")
     peak_missing = df["max_rss"].isna().to_numpy().copy()
     if pd.api.types.is_string_dtype(df["max_rss"]):
         peak_missing |= (df["max_rss"].str.strip() == "").fillna(False).to_numpy(dtype=bool)
+    request = pd.to_numeric(df["memreq"], errors="coerce").astype("float64")
     component = df["component"].astype("str")
-    reasons = {
-        "unparseable_time": time.isna().to_numpy() & time_raw.notna().to_numpy(),
-        "missing_time": time_raw.isna().to_numpy(),
-        "missing_max_rss": peak_missing,
-        "non_numeric_max_rss": peak.isna().to_numpy() & ~peak_missing,
-        "non_positive_max_rss": (peak <= 0).fillna(False).to_numpy(dtype=bool),
-        "missing_component": (component.isna() | (component.str.strip() == "")).to_numpy(dtype=bool),
-    }
-    drop = np.zeros(n_read, dtype=bool)
-    dropped: dict[str, int] = {}
-    for reason, mask in reasons.items():
-        fresh = mask & ~drop
-        if fresh.any():
-            dropped[reason] = int(fresh.sum())
-            log.warning(
-                "%s: dropping %d row(s), %s (file lines %s)", source, fresh.sum(), reason, _rows(fresh)
-            )
-        drop |= mask
-    if drop.all():
-        raise TelemetryError(
-            f"{source}: no usable row among {n_read}: "
-            + ", ".join(f"{k}={v}" for k, v in dropped.items())
-        )
+    drops = DropCounter(n_read, source)
+    drops.add("unparseable_time", time.isna().to_numpy() & time_raw.notna().to_numpy())
+    drops.add("missing_time", time_raw.isna().to_numpy())
+    drops.add("missing_max_rss", peak_missing)
+    drops.add("non_numeric_max_rss", peak.isna().to_numpy() & ~peak_missing)
+    drops.add("non_positive_max_rss", (peak <= 0).fillna(False).to_numpy(dtype=bool))
+    drops.add("implausible_max_rss", (peak > MAX_PLAUSIBLE_BYTES).fillna(False).to_numpy(dtype=bool))
+    drops.add("non_positive_memreq", (request <= 0).fillna(False).to_numpy(dtype=bool))
+    drops.add("implausible_memreq", (request > MAX_PLAUSIBLE_MB).fillna(False).to_numpy(dtype=bool))
+    drops.add("missing_component", (component.isna() | (component.str.strip() == "")).to_numpy(dtype=bool))
+    check_duplicates(df["atom_id"].where(~pd.Series(drops.drop, index=df.index)), drops)
+    report = drops.report(n_read)
 
     df["time"] = time
     df["max_rss"] = peak
+    df["memreq"] = request
     for col in STRING_COLUMNS:
         df[col] = df[col].astype("str")
     for col in COUNT_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce").round().astype("Int64")
-    for col in FLOAT_COLUMNS[1:]:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    df = df.loc[~drop]
+    df["max_cache"] = pd.to_numeric(df["max_cache"], errors="coerce").astype("float64")
+    df = df.loc[~drops.drop]
     df = df.sort_values("time", kind="stable").reset_index(drop=True)
     df["max_rss_gb"] = df["max_rss"] / BYTES_PER_GB
     df["memreq_gb"] = df["memreq"] / MB_PER_GB
-    report = {
-        "source": source,
-        "rows_read": n_read,
-        "rows_kept": int(len(df)),
-        "rows_dropped": int(drop.sum()),
-        "dropped_by_reason": dropped,
-    }
-    log.info(
-        "%s: read %d rows, kept %d, dropped %d %s",
-        source, n_read, report["rows_kept"], report["rows_dropped"], dropped or "",
-    )
     df.attrs["load_report"] = report
+    df.attrs["schema"] = BUILD.describe()
     return df, report
 
 
-def load_telemetry(path: str | Path) -> pd.DataFrame:
-    """Load raw telemetry (CSV with ``;`` or ``,``, or Parquet), typed and sorted by time.
+def _read_build(path: Path, source: str, **_options) -> pd.DataFrame:
+    return coerce_raw(read_raw(path), source=source)[0]
 
-    A Nextflow trace report (recognised by its ``process`` and ``peak_rss`` columns) is mapped onto
-    the telemetry columns first (:mod:`resource_prediction.nextflow`; the workflow name is the file
-    name without a ``trace`` prefix). Adds ``max_rss_gb`` (bytes / 1024**3) and ``memreq_gb``
-    (MB / 1024). Unusable rows are dropped, counted by reason and reported in ``df.attrs["load_report"]`` and the log. Unknown extra columns
-    are kept.
+
+_READERS = {"build": _read_build, "nextflow": nextflow.read_trace, "slurm": slurm.read_sacct}
+
+
+def load_telemetry(
+    path: str | Path,
+    format: str = "auto",
+    *,
+    input_size: str | None = None,
+    fields: list[str] | str | None = None,
+    delimiter: str | None = None,
+) -> pd.DataFrame:
+    """Load telemetry of any source, typed, checked and sorted by time.
+
+    Parameters
+    ----------
+    path : str or Path
+        Build telemetry (CSV with ``;`` or ``,``, or Parquet), a Nextflow trace report, or a Slurm
+        ``sacct`` export.
+    format : {"auto", "build", "nextflow", "slurm"}
+        ``"auto"`` detects the format from the header (:func:`~resource_prediction.schema.detect_format`;
+        a headerless ``sacct`` export needs ``format="slurm"`` and ``fields``).
+    input_size : {None, "rchar"}
+        Nextflow only: take ``rchar`` (bytes read, measured *during* the task) as the input size
+        feature. Off by default: it is not known before a task runs.
+    fields, delimiter :
+        Slurm only: the field order of a headerless export and its delimiter (default: detected).
+
+    Returns
+    -------
+    DataFrame
+        The source's own columns plus the canonical ``time`` (UTC), ``max_rss`` (bytes),
+        ``max_rss_gb``, ``memreq`` (MB) and ``memreq_gb``; ``attrs["load_report"]`` counts the
+        dropped rows by reason and ``attrs["schema"]`` is the source's :class:`~resource_prediction.schema.Schema`.
 
     Raises
     ------
     TelemetryError
-        The file is missing or empty, a required column is missing, or no row is usable.
+        The file is missing, empty or not UTF-8, a required column is missing, or no row is usable.
     """
-    from resource_prediction.nextflow import is_nextflow_trace, nextflow_to_telemetry
-
     path = Path(path)
-    raw = read_raw(path)
-    if is_nextflow_trace(raw.columns):
-        workflow = re.sub(r"^trace[_-]?", "", path.stem) or path.stem
-        raw = nextflow_to_telemetry(raw, source=str(path), workflow=workflow)
-    df, _ = coerce_raw(raw, source=str(path))
-    return df
+    if format not in ("auto", *FORMATS):
+        raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
+    if format == "auto":
+        if not path.exists():
+            raise TelemetryError(f"{path}: no such file")
+        format = slurm.sniff(path) or _detect_file_format(path)
+    return _READERS[format](path, str(path), input_size=input_size, fields=fields, delimiter=delimiter)
+
+
+def _detect_file_format(path: Path) -> str:
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        import pyarrow.parquet as pq
+
+        return detect_format(pq.read_schema(path).names, str(path))
+    header = _first_line(path)
+    for sep in (",", ";", "\t"):
+        fmt = detect_format([c.strip() for c in header.strip().split(sep)], str(path))
+        if fmt != "build":
+            return fmt
+    return "build"
+
+
+def prepare_rows(raw: pd.DataFrame, schema: str | Schema, source: str = "<rows>") -> pd.DataFrame:
+    """Rows for a model of ``schema``: a reader's output as is, raw rows of the format normalised.
+
+    Raw rows are what ``pandas.read_csv`` gives for a file of the format (a Nextflow trace, an
+    ``sacct --parsable2`` export with its header, build telemetry). Nothing is dropped from them
+    (a Slurm export's job steps are folded into their jobs).
+
+    Raises
+    ------
+    TelemetryError
+        The rows are of another format than the schema's.
+    """
+    schema = get_schema(schema)
+    if not isinstance(raw, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame of raw rows, got {type(raw).__name__}")
+    found = detect_format(raw.columns, source)
+    if found != schema.name:
+        raise TelemetryError(
+            f"{source}: this model was trained on {schema.name} telemetry but the rows look like "
+            f"{found} telemetry (columns {list(raw.columns)[:8]}...): give it rows of its own format"
+        )
+    if schema.name == "build" and not BUILD.signature <= set(raw.columns):
+        raise TelemetryError(
+            f"{source}: this model was trained on build telemetry; the rows lack its columns "
+            f"{sorted(BUILD.signature - set(raw.columns))} (got {list(raw.columns)[:8]})"
+        )
+    if schema.name == "build" or is_normalized(raw):
+        return raw
+    if schema.name == "nextflow":
+        return nextflow.normalize(raw, source, **schema.options)
+    return slurm.normalize(raw, source)
 
 
 def save_telemetry(df: pd.DataFrame, path: str | Path) -> Path:
@@ -231,6 +294,15 @@ def save_telemetry(df: pd.DataFrame, path: str | Path) -> Path:
         table = pa.Table.from_pandas(out, preserve_index=False)
         pa_csv.write_csv(table, path, pa_csv.WriteOptions(delimiter=";"))
     return path
+
+
+def ensure_default_data(paths: ArtifactPaths, n_jobs: int = DEFAULT_N_JOBS, seed: int = 0) -> Path:
+    """Generate the default data set once (with truth columns) and return its path."""
+    target = paths.default_data
+    if not target.exists():
+        log.info("generating the default data: %d jobs, seed %d -> %s", n_jobs, seed, target)
+        save_telemetry(generate_telemetry(n_jobs, seed=seed, with_truth=True), target)
+    return target
 
 
 def time_split(df: pd.DataFrame, test_fraction: float = 0.10) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,8 +1,11 @@
 """A trained model ready to serve: preprocessor + predictor + provenance, saved safely.
 
-:class:`DeployableModel` takes raw telemetry rows (as :func:`~resource_prediction.data.load_telemetry`
-returns them, or straight from ``pandas.read_csv(path, sep=";")``) and returns the GB to allocate
-to each. :meth:`DeployableModel.train` builds one from a registered family in one call.
+:class:`DeployableModel` takes telemetry rows of the source it was trained on (as
+:func:`~resource_prediction.data.load_telemetry` returns them, or straight from ``pandas.read_csv``:
+build telemetry, a Nextflow trace, an ``sacct --parsable2`` export with its header) and returns the
+GB to allocate to each (to each job of an ``sacct`` export: steps are folded into their jobs). It
+stores the source's :class:`~resource_prediction.schema.Schema` and refuses rows of another source.
+:meth:`DeployableModel.train` builds one from a registered family in one call.
 
 A saved model is one file in the project's checked artifact format
 (:mod:`resource_prediction.artifacts`: magic line, JSON header with the payload's SHA-256 and an
@@ -32,11 +35,12 @@ from resource_prediction.artifacts import (
     read_artifact_header,
     write_artifact,
 )
-from resource_prediction.data import RAW_COLUMNS
+from resource_prediction.data import prepare_rows
 from resource_prediction.features.raw import NAT_SORT_KEY, column, target_gb, time_to_ns
 from resource_prediction.metrics import DEFAULT_PENALTY, allocation_metrics
 from resource_prediction.preprocessing import ModelPreprocessor
 from resource_prediction.registry import ModelFamily, get_family, split_params
+from resource_prediction.schema import BUILD, Schema, frame_schema
 
 __all__ = [
     "FORMAT_VERSION",
@@ -58,15 +62,15 @@ def _iso(ns: int) -> str:
     return pd.Timestamp(int(ns), tz="UTC").isoformat()
 
 
-def data_fingerprint(raw_df: pd.DataFrame) -> str:
-    """SHA-256 of the raw telemetry columns, independent of how the frame was read.
+def data_fingerprint(raw_df: pd.DataFrame, columns: tuple[str, ...] = BUILD.raw_columns) -> str:
+    """SHA-256 of the raw telemetry ``columns`` (the schema's), independent of how the frame was read.
 
     Times are hashed as UTC nanoseconds, numbers as floats and everything else as strings, so the
     frame of ``load_telemetry`` and the one of ``pandas.read_csv(path, sep=";")`` of the same rows
     in the same order give the same fingerprint.
     """
     digest = hashlib.sha256()
-    columns = [c for c in RAW_COLUMNS if c in raw_df.columns]
+    columns = [c for c in columns if c in raw_df.columns]
     digest.update(json.dumps([columns, len(raw_df)]).encode())
     for name in columns:
         col = raw_df[name]
@@ -119,10 +123,28 @@ class DeployableModel:
     (True, 'global_quantile')
     """
 
-    def __init__(self, preprocessor: ModelPreprocessor, model, metadata: dict | None = None):
+    def __init__(self, preprocessor: ModelPreprocessor, model, metadata: dict | None = None,
+                 schema: Schema | None = None):
         self.preprocessor = preprocessor
         self.model = model
         self.metadata = dict(metadata or {})
+        self._schema = schema
+
+    @property
+    def schema(self) -> Schema:
+        """The source the model was trained on (with its reading options)."""
+        schema = self.__dict__.get("_schema")
+        return schema if schema is not None else getattr(self.preprocessor, "schema_", BUILD)
+
+    def rows(self, raw_df: pd.DataFrame) -> pd.DataFrame:
+        """``raw_df`` as the preprocessor takes it (raw rows of the model's source normalised).
+
+        Raises
+        ------
+        TelemetryError
+            The rows are of another source than the model's.
+        """
+        return prepare_rows(raw_df, self.schema)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -150,10 +172,13 @@ class DeployableModel:
             ``random_state`` of models that take one (unless ``params`` sets it).
         """
         fam = family if isinstance(family, ModelFamily) else get_family(family)
+        schema = frame_schema(raw_df)
+        raw_df = prepare_rows(raw_df, schema)
         params = dict(params or {})
         estimator = fam.make_estimator(params, penalty=penalty, random_state=seed)
         _, pre_params = split_params(params)
         pre_params.setdefault("encoding", getattr(estimator, "preferred_encoding", "category"))
+        pre_params.setdefault("schema", schema.name)
         preprocessor = ModelPreprocessor(**pre_params)
         X = preprocessor.fit_transform(raw_df)
         y = target_gb(raw_df)
@@ -180,32 +205,35 @@ class DeployableModel:
             "seed": int(seed),
             "features": list(preprocessor.feature_names_),
             "categorical_features": list(preprocessor.categorical_features_),
+            "source": schema.describe(),
+            "dropped_features": list(preprocessor.dropped_features_),
             "training": {
                 "n_rows": int(len(raw_df)),
                 "n_rows_with_peak": int(known.sum()),
                 "time_start": first,
                 "time_end": last,
                 "mean_peak_gb": float(np.mean(y[known])),
-                "data_sha256": data_fingerprint(raw_df),
+                "data_sha256": data_fingerprint(raw_df, schema.raw_columns),
             },
             "holdout_metrics": None,
             "library_versions": _library_versions(),
             "format_version": FORMAT_VERSION,
             "created_at": datetime.now(UTC).isoformat(),
         }
-        return cls(preprocessor, estimator, metadata)
+        return cls(preprocessor, estimator, metadata, schema=schema)
 
     # ------------------------------------------------------------------ serving
     def predict(self, raw_df: pd.DataFrame) -> np.ndarray:
         """GB to allocate to each row of ``raw_df``, in the rows' order.
 
         With the target in ``raw_df`` every job also sees the peaks of earlier rows (causal replay).
+        Raw ``sacct`` rows give one value per job (see :meth:`rows`).
         """
-        return self.model.predict(self.preprocessor.transform(raw_df))
+        return self.model.predict(self.preprocessor.transform(self.rows(raw_df)))
 
     def observe(self, raw_df: pd.DataFrame) -> DeployableModel:
         """Add finished jobs (with their peaks) to the memory history; returns ``self``."""
-        self.preprocessor.observe(raw_df)
+        self.preprocessor.observe(self.rows(raw_df))
         return self
 
     def explain(self, raw_df: pd.DataFrame) -> pd.DataFrame:
@@ -214,12 +242,14 @@ class DeployableModel:
         Binned classifiers give the bin, its edges and the confidence; the quantile ensemble its
         ``alpha``, ``safety`` and member predictions; models without more give the allocation.
         """
-        out = self.model.explain(self.preprocessor.transform(raw_df))
-        out.index = raw_df.index
+        rows = self.rows(raw_df)
+        out = self.model.explain(self.preprocessor.transform(rows))
+        out.index = rows.index
         return out
 
     def evaluate(self, raw_df: pd.DataFrame, penalty: float | None = None, record: bool = False) -> dict:
         """Allocation metrics on rows with known peaks; ``record=True`` stores them as holdout."""
+        raw_df = self.rows(raw_df)
         y = target_gb(raw_df)
         if y is None:
             raise ValueError("evaluate needs the target: 'max_rss' (bytes) or 'max_rss_gb' (GB)")

@@ -193,7 +193,7 @@ def generated_data_path(paths: ArtifactPaths, jobs: int, seed: int) -> Path:
 
     The default size and seed use :attr:`ArtifactPaths.default_data`; others get their own file.
     """
-    from resource_prediction.cli import ensure_default_data
+    from resource_prediction.data import ensure_default_data
 
     if jobs == DEFAULT_N_JOBS and seed == 0:
         return ensure_default_data(paths, jobs, seed)

@@ -82,14 +82,11 @@ from resource_prediction.features.raw import (
     to_float,
 )
 from resource_prediction.features.vpa import DecayingHistograms
+from resource_prediction.schema import BUILD, Schema, frame_schema, get_schema
 
-CATEGORICAL_FEATURES: tuple[str, ...] = (
-    "location", "component", "makeType", "ts_phase", "architecture", "compiler", "optimisation",
-    "branch_prefix",
-)
-DERIVED_FEATURES: tuple[str, ...] = (
-    "branch_number", "n_targets", "has_dist", "jobs", "localJobs", "memreq_gb",
-)
+#: Build telemetry's features (:data:`resource_prediction.schema.BUILD` declares them).
+CATEGORICAL_FEATURES: tuple[str, ...] = BUILD.categorical
+DERIVED_FEATURES: tuple[str, ...] = BUILD.numeric
 QUANT_FEATURES: tuple[str, ...] = (
     "build_load", "target_intensity", "debug_multiplier", "heavy_target", "high_parallelism",
 )
@@ -179,6 +176,46 @@ def _parse(df: pd.DataFrame, heavy: frozenset[str]) -> _Parsed:
     return _Parsed(keys, numeric, cats)
 
 
+def _group_keys(cats: dict[str, tuple[np.ndarray, list[str]]], columns: tuple[str, ...], n: int
+                ) -> tuple[np.ndarray, list]:
+    """History group of each row: codes into the distinct label tuples of ``columns``."""
+    code = np.zeros(n, dtype=np.int64)
+    for col in columns:
+        code = code * len(cats[col][1]) + cats[col][0]
+    codes, uniques = factorize_ints(code)
+    keys = []
+    for u in uniques:
+        labels = []
+        for col in reversed(columns):
+            size = len(cats[col][1])
+            labels.append(cats[col][1][u % size])
+            u //= size
+        keys.append(tuple(reversed(labels)))
+    return codes, keys
+
+
+def _parse_columns(df: pd.DataFrame, schema: Schema) -> _Parsed:
+    """Parse a source's declared columns (every source but build telemetry, whose columns need
+    splitting: :func:`_parse`). A declared column the frame lacks is missing on every row."""
+    ns = time_to_ns(column(df, "time"))
+    n = ns.size
+    cats = {}
+    for col in dict.fromkeys((*schema.categorical, *schema.fine, *schema.coarse)):
+        cats[col] = factorize_labels(column(df, col)) if col in df.columns else (
+            np.zeros(n, dtype=np.intp), [UNKNOWN])
+    temporal = temporal_features(ns)
+    numeric = {name: temporal[name] for name in schema.temporal}
+    for name in schema.numeric:
+        if name == "memreq_gb":
+            numeric[name] = memreq_gb(df)
+        elif name in df.columns:
+            numeric[name] = to_float(column(df, name))
+        else:
+            numeric[name] = np.full(n, np.nan)
+    keys = _Keys(ns, _group_keys(cats, schema.fine, n), _group_keys(cats, schema.coarse, n))
+    return _Parsed(keys, numeric, cats)
+
+
 def _frame(arrays: list, columns: pd.Index, index: pd.Index, *, consolidate: bool) -> pd.DataFrame:
     """A DataFrame of freshly computed 1-D arrays, built the cheapest way for its size.
 
@@ -258,12 +295,14 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         min_history: int = 1,
         ewm_alpha: float = 0.3,
         heavy_targets: tuple[str, ...] = ("dist",),
+        schema: str | None = None,
     ):
         self.encoding = encoding
         self.use_quant_features = use_quant_features
         self.min_history = min_history
         self.ewm_alpha = ewm_alpha
         self.heavy_targets = heavy_targets
+        self.schema = schema
 
     # ------------------------------------------------------------------ fitting
     def _validate_params(self) -> None:
@@ -297,16 +336,48 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             )
         return peaks
 
+    def _required(self) -> tuple[str, ...]:
+        if self.schema_.name == BUILD.name:
+            return REQUIRED_COLUMNS
+        return ("time", *dict.fromkeys((*self.schema_.fine, *self.schema_.coarse)))
+
+    def _parse(self, X: pd.DataFrame) -> _Parsed:
+        if self.schema_.name == BUILD.name:
+            return _parse(X, frozenset(self.heavy_targets))
+        return _parse_columns(X, self.schema_)
+
+    def _choose_features(self, parsed: _Parsed) -> None:
+        """The schema's features, less those with a single value in fit when the schema says so."""
+        schema = self.schema_
+        self.dropped_features_ = []
+        if schema.drop_constant:
+            for col in schema.categorical:
+                if np.unique(parsed.categorical[col][0]).size < 2:
+                    self.dropped_features_.append(col)
+            for name in (*schema.temporal, *schema.numeric):
+                values = parsed.numeric[name]
+                finite = values[np.isfinite(values)]
+                if finite.size == 0 or finite.min() == finite.max():
+                    self.dropped_features_.append(name)
+        dropped = set(self.dropped_features_)
+        self.temporal_features_ = [n for n in schema.temporal if n not in dropped]
+        self.categorical_inputs_ = [n for n in schema.categorical if n not in dropped]
+        self.derived_features_ = [n for n in schema.numeric if n not in dropped]
+
     def _fit(self, X: pd.DataFrame, y) -> tuple[_Parsed, dict[str, np.ndarray]]:
         self._validate_params()
-        check_columns(X, REQUIRED_COLUMNS)
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"expected a pandas DataFrame of raw telemetry, got {type(X).__name__}")
+        self.schema_ = frame_schema(X) if self.schema is None else get_schema(self.schema)
+        check_columns(X, self._required())
         if len(X) == 0:
             raise ValueError("fit needs at least one job: the frame is empty")
         peaks = self._peaks(X, y, required=True, caller="fit")
-        parsed = _parse(X, frozenset(self.heavy_targets))
+        parsed = self._parse(X)
+        self._choose_features(parsed)
 
         self.vocabularies_ = {}
-        for col in CATEGORICAL_FEATURES:
+        for col in self.categorical_inputs_:
             codes, labels = parsed.categorical[col]
             used = np.flatnonzero(np.bincount(codes, minlength=len(labels)))
             seen = {labels[i] for i in used} - {UNKNOWN}
@@ -315,7 +386,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             name: _nanmedian(values) for name, values in parsed.numeric.items()
             if name != "branch_number"
         }
-        local_jobs = parsed.numeric["localJobs"]
+        local_jobs = parsed.numeric.get("localJobs", np.empty(0))
         finite = local_jobs[np.isfinite(local_jobs)]
         self.high_parallelism_threshold_ = float(np.percentile(finite, 75)) if finite.size else np.inf
         self._set_output_layout()
@@ -333,17 +404,19 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             col: pd.CategoricalDtype(pd.Index(vocab, dtype="str")) for col, vocab in self.vocabularies_.items()
         }
         self._vocab_index = {col: {v: i for i, v in enumerate(vocab)} for col, vocab in self.vocabularies_.items()}
-        quant = QUANT_FEATURES if self.use_quant_features else ()
+        quant = QUANT_FEATURES if self.use_quant_features and self.schema_.name == BUILD.name else ()
         self.base_feature_names_ = [
-            *TEMPORAL_FEATURES, *CATEGORICAL_FEATURES, *DERIVED_FEATURES, *quant, *HISTORY_FEATURES,
+            *self.temporal_features_, *self.categorical_inputs_, *self.derived_features_, *quant,
+            *HISTORY_FEATURES,
         ]
+        self._categorical_set = frozenset(self.categorical_inputs_)
         if self.encoding == "category":
             self.feature_names_ = list(self.base_feature_names_)
-            self.categorical_features_ = list(CATEGORICAL_FEATURES)
+            self.categorical_features_ = list(self.categorical_inputs_)
         else:
             self.feature_names_ = []
             for name in self.base_feature_names_:
-                if name in CATEGORICAL_FEATURES:
+                if name in self._categorical_set:
                     self.feature_names_ += [f"{name}={v}" for v in self.vocabularies_[name]]
                 else:
                     self.feature_names_.append(name)
@@ -374,12 +447,25 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Needs only ``time``, ``component``, ``buildProfile``, ``makeType`` and the target (or ``y``).
         """
         check_is_fitted(self)
-        check_columns(X, KEY_COLUMNS, memreq=False)
+        if self.schema_.name == BUILD.name:
+            check_columns(X, KEY_COLUMNS, memreq=False)
+            keys, _ = _parse_keys(X)
+        else:
+            check_columns(X, self._required(), memreq=False)
+            keys = _parse_columns(X, self.schema_).keys
         peaks = self._peaks(X, y, required=True, caller="observe")
-        keys, _ = _parse_keys(X)
         self._replay_levels(keys, peaks, commit=True)
         self.n_history_jobs_ += int(np.isfinite(peaks).sum())
         return self
+
+    def __setstate__(self, state: dict) -> None:
+        """Preprocessors pickled before schemas existed were fitted on build telemetry."""
+        if "history_" in state and "schema_" not in state:
+            state.update(schema_=BUILD, dropped_features_=[], temporal_features_=list(BUILD.temporal),
+                         categorical_inputs_=list(BUILD.categorical), derived_features_=list(BUILD.numeric),
+                         _categorical_set=frozenset(BUILD.categorical))
+        state.setdefault("schema", None)
+        self.__dict__.update(state)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "history_")
@@ -391,9 +477,9 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         With the target in ``X``, each job also sees the peaks of earlier jobs of ``X`` (replay).
         """
         check_is_fitted(self)
-        check_columns(X, REQUIRED_COLUMNS)
+        check_columns(X, self._required())
         peaks = self._peaks(X, None, required=False, caller="transform")
-        parsed = _parse(X, frozenset(self.heavy_targets))
+        parsed = self._parse(X)
         hist = self._history(parsed, peaks, commit=False)
         return self._assemble(parsed, hist, X.index)
 
@@ -479,10 +565,11 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         return np.array([index.get(label, unknown) for label in labels], dtype=np.int64)[codes]
 
     def _assemble(self, parsed: _Parsed, hist: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
-        num = {name: self._filled(parsed, name) for name in (*TEMPORAL_FEATURES, *DERIVED_FEATURES)
+        num = {name: self._filled(parsed, name) for name in (*self.temporal_features_, *self.derived_features_)
                if name != "branch_number"}
-        num["branch_number"] = parsed.numeric["branch_number"]
-        if self.use_quant_features:
+        if "branch_number" in parsed.numeric:
+            num["branch_number"] = parsed.numeric["branch_number"]
+        if self.use_quant_features and self.schema_.name == BUILD.name:
             n_targets, local_jobs = num["n_targets"], num["localJobs"]
             n_heavy = self._filled(parsed, "n_heavy")
             is_dbg = np.array([label == "dbg" for label in parsed.categorical["makeType"][1]])
@@ -494,7 +581,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         num.update(hist)
         arrays: list = []
         for name in self.base_feature_names_:
-            if name not in CATEGORICAL_FEATURES:
+            if name not in self._categorical_set:
                 arrays.append(num[name].astype(np.float64, copy=False))
                 continue
             codes = self._category_codes(parsed, name)

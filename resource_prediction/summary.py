@@ -6,6 +6,7 @@ import pandas as pd
 
 from resource_prediction.data import time_split
 from resource_prediction.metrics import DEFAULT_PENALTY, allocation_metrics
+from resource_prediction.schema import frame_schema
 from resource_prediction.synthetic import has_truth, oracle_allocation
 
 _KEYS = ("under_pct", "total_over_pct", "business_score", "mean_gb_wasted")
@@ -19,7 +20,9 @@ def telemetry_summary(df: pd.DataFrame, penalty: float = DEFAULT_PENALTY, test_f
         "rows": len(df),
         "start": str(df["time"].min()),
         "end": str(df["time"].max()),
-        "components": int(df["component"].nunique()),
+        "format": frame_schema(df).name,
+        "task_column": frame_schema(df).task,
+        "components": int(df[frame_schema(df).task].nunique()),
         "mean_peak_gb": float(df["max_rss_gb"].mean()),
         "median_peak_gb": float(df["max_rss_gb"].median()),
         "holdout_rows": len(holdout),
@@ -42,7 +45,8 @@ def format_summary(summary: dict) -> str:
     """Human-readable lines of :func:`telemetry_summary`."""
     lines = [
         f"jobs: {summary['rows']:,} from {summary['start']} to {summary['end']} "
-        f"({summary['components']} components)",
+        f"({summary['components']} {summary.get('task_column', 'component')} values, "
+        f"{summary.get('format', 'build')} telemetry)",
         f"peak memory: mean {summary['mean_peak_gb']:.1f} GB, median {summary['median_peak_gb']:.1f} GB",
         f"holdout (latest 10 %): {summary['holdout_rows']:,} jobs from {summary['holdout_start']}",
     ]

@@ -43,8 +43,8 @@ import pandas as pd
 import pyarrow as pa
 
 from resource_prediction.allocation import optimal_allocation_lognormal_mixture, unit_failure_cost
-from resource_prediction.data import BYTES_PER_GB, MB_PER_GB
 from resource_prediction.metrics import DEFAULT_PENALTY
+from resource_prediction.schema import BYTES_PER_GB, MB_PER_GB
 
 #: Jobs in the default data set (sized so a full search with evaluation fits in minutes).
 DEFAULT_N_JOBS = 50_000

@@ -45,3 +45,29 @@ def nextflow_traces() -> list[Path]:
     if not traces:
         pytest.skip(f"no real Nextflow traces under {SHARED_DATA / 'nextflow'}")
     return traces
+
+
+#: Field orders of the headerless real ``sacct`` samples (from ``../shared/data/slurm/README.md``).
+SLURM_SAMPLE_FIELDS = {
+    "hb-jobinfo_sacct.txt": "JobID,JobName,User,Partition,NodeList,NNodes,NCPUs,NTasks,State,Submit,Start,End,"
+    "Timelimit,Elapsed,TotalCPU,CPUTime,UserCPU,SystemCPU,ReqMem,MaxRSS,MaxVMSize,ReqTRES,AllocTRES,"
+    "TRESUsageInMax,TRESUsageInTot,TRESUsageOutTot,MaxDiskRead,MaxDiskWrite,MaxRSSNode,MaxRSSTask,"
+    "MaxVMSizeNode,MaxVMSizeTask,MaxDiskReadNode,MaxDiskReadTask,MaxDiskWriteNode,MaxDiskWriteTask,Comment",
+    "slurm-jobinfo_sacct.txt": "JobID,JobName,User,Partition,NodeList,NNodes,NCPUS,NTasks,State,Submit,Start,End,"
+    "Timelimit,Elapsed,TotalCPU,UserCPU,SystemCPU,ReqMem,MaxRSS,TRESUsageInTot,TRESUsageOutTot,MaxDiskWrite,"
+    "MaxDiskRead,MaxRSSNode,MaxDiskWriteNode,MaxDiskReadNode,Comment",
+    "hpc-cost-simulator_sacct-output.txt": "State,JobID,ReqCPUS,ReqMem,ReqNodes,Constraints,Submit,Eligible,Start,"
+    "Elapsed,Suspended,End,ExitCode,DerivedExitCode,AllocNodes,NCPUS,MaxDiskRead,MaxDiskWrite,MaxPages,MaxRSS,"
+    "MaxVMSize,CPUTime,UserCPU,SystemCPU,TotalCPU",
+}
+SLURM_FIXTURES = Path(__file__).resolve().parent / "data" / "slurm"
+
+
+@pytest.fixture(scope="session")
+def slurm_samples() -> list[tuple[Path, str]]:
+    """The real ``sacct`` samples of ``../shared/data/slurm`` with their field orders (skipped if absent)."""
+    found = [(SHARED_DATA / "slurm" / name, fields) for name, fields in SLURM_SAMPLE_FIELDS.items()
+             if (SHARED_DATA / "slurm" / name).exists()]
+    if not found:
+        pytest.skip(f"no real sacct samples under {SHARED_DATA / 'slurm'}")
+    return found

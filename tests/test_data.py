@@ -26,6 +26,7 @@ def test_round_trip(tmp_path, frame, ext):
     assert len(df) == len(frame)
     assert df.attrs["load_report"] == {
         "source": str(path), "rows_read": 300, "rows_kept": 300, "rows_dropped": 0, "dropped_by_reason": {},
+        "dropped_lines": {},
     }
     assert isinstance(df["time"].dtype, pd.DatetimeTZDtype)
     assert ptypes.is_string_dtype(df["component"]) and not ptypes.is_object_dtype(df["component"])
@@ -105,3 +106,39 @@ def test_time_split_is_by_time(frame):
     assert train["time"].max() <= holdout["time"].min()
     with pytest.raises(ValueError):
         time_split(frame, 1.5)
+
+
+def test_implausible_values_and_duplicate_ids_are_dropped_with_their_lines(tmp_path, frame):
+    def edit(raw):
+        raw.loc[0, "max_rss"] = "1e30"
+        raw.loc[1, "memreq"] = 0
+        raw.loc[2, "memreq"] = -512
+        raw.loc[7, "atom_id"] = raw.loc[3, "atom_id"]
+        return raw
+
+    df = load_telemetry(_write(tmp_path, frame, edit))
+    report = df.attrs["load_report"]
+    assert report["dropped_by_reason"] == {
+        "implausible_max_rss": 1, "non_positive_memreq": 2, "duplicate_job_id": 1,
+    }
+    assert report["dropped_lines"] == {
+        "implausible_max_rss": "2", "non_positive_memreq": "3, 4", "duplicate_job_id": "9",
+    }
+    assert df["atom_id"].is_unique and len(df) == 296
+
+
+def test_bytes_that_are_not_utf8_raise_naming_the_file_and_line(tmp_path, frame):
+    path = save_telemetry(frame, tmp_path / "t.csv")
+    lines = path.read_bytes().split(b"\n")
+    lines[5] = lines[5].replace(b";", "é".encode("latin-1") + b";", 1)
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(TelemetryError, match=r"t\.csv: line 6 has bytes that are not UTF-8"):
+        load_telemetry(path)
+
+
+def test_format_is_detected_or_given(tmp_path, frame):
+    path = save_telemetry(frame, tmp_path / "t.csv")
+    assert load_telemetry(path).attrs["schema"]["format"] == "build"
+    assert len(load_telemetry(path, format="build")) == len(frame)
+    with pytest.raises(ValueError, match="format must be"):
+        load_telemetry(path, format="yaml")

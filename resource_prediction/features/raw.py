@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from resource_prediction.schema import BYTES_PER_GB, MB_PER_GB, TEMPORAL_FEATURES
+
 #: Label of missing, malformed and (at transform time) unseen categorical values.
 UNKNOWN = "unknown"
 #: Raw columns every frame given to the preprocessor must have (values may be missing).
@@ -25,16 +27,12 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 KEY_COLUMNS: tuple[str, ...] = ("time", "component", "buildProfile", "makeType")
 #: The configured request: ``memreq_gb`` (GB) or, as read from CSV, ``memreq`` (MB).
 MEMREQ_COLUMNS: tuple[str, ...] = ("memreq_gb", "memreq")
-BYTES_PER_GB = 1024**3
-MB_PER_GB = 1024
 NS_PER_HOUR = 3_600_000_000_000
 NS_PER_DAY = 24 * NS_PER_HOUR
 #: Sort key of a missing time: after every real job.
 NAT_SORT_KEY = np.iinfo(np.int64).max
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Temporal features, in the order :func:`temporal_features` returns them.
-TEMPORAL_FEATURES: tuple[str, ...] = ("year", "month", "day_of_week", "hour", "week_of_year")
 #: Frames up to this many rows are parsed with plain Python (cheaper than pandas' per-call overhead).
 SMALL_FRAME = 32
 

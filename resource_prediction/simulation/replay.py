@@ -106,7 +106,7 @@ def load_simulation_jobs(
         Seed of the default data when it has to be generated.
     """
     if data_path is None or str(data_path).strip() == "":
-        from resource_prediction.cli import ensure_default_data
+        from resource_prediction.data import ensure_default_data
 
         path = ensure_default_data(ArtifactPaths(Path(artifacts_dir)), seed=seed)
     else:

@@ -12,7 +12,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from resource_prediction.data import load_telemetry, time_split
+from resource_prediction.data import ensure_default_data, load_telemetry, time_split
+from resource_prediction.data_options import add_format_flags, format_options
 from resource_prediction.metrics import DEFAULT_PENALTY
 from resource_prediction.paths import DEFAULT_ARTIFACTS_DIR, ArtifactPaths
 from resource_prediction.training.search import (
@@ -29,11 +30,9 @@ SUMMARY_COLUMNS = ["family", "status", "best_value", "n_trials", "n_complete", "
 
 
 def _load(args: argparse.Namespace) -> tuple[ArtifactPaths, object]:
-    from resource_prediction.cli import ensure_default_data
-
     paths = ArtifactPaths(Path(args.artifacts_dir))
     data = Path(args.data) if args.data else ensure_default_data(paths, seed=args.seed)
-    return paths, load_telemetry(data)
+    return paths, load_telemetry(data, **format_options(args))
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -90,6 +89,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="raw telemetry file (default: the generated default data)")
+    add_format_flags(p)
     p.add_argument("--artifacts-dir", default=str(DEFAULT_ARTIFACTS_DIR))
     p.add_argument("--task-type", choices=SEARCH_TASK_TYPES, help="only this task type (default both)")
     p.add_argument("--model-family", action="append", metavar="NAME",
