@@ -14,11 +14,12 @@ from pathlib import Path
 
 from resource_prediction.data import (
     TelemetryError,
+    add_format_flags,
     ensure_default_data,
+    format_options,
     load_telemetry,
     save_telemetry,
 )
-from resource_prediction.data_options import add_format_flags, format_options
 from resource_prediction.paths import DEFAULT_ARTIFACTS_DIR, ArtifactPaths
 from resource_prediction.summary import format_summary, telemetry_summary
 from resource_prediction.synthetic import DEFAULT_N_JOBS, SCENARIOS, generate_telemetry
@@ -67,6 +68,73 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_summary)
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from resource_prediction.data import read_rows
+    from resource_prediction.deployable import DeployableModel
+    from resource_prediction.serving import predict_allocations
+
+    model = DeployableModel.load(args.model)
+    raw = read_rows(args.data, model.schema, fields=args.sacct_fields, delimiter=args.delimiter)
+    table = predict_allocations(model, raw, explain=args.explain, progress=len(raw) > args.chunk_size,
+                                chunk_size=args.chunk_size)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print(f"wrote {len(table):,} allocations ({model.schema.name} jobs) to {out}")
+    if "under_allocated" in table.columns:
+        known = table["under_allocated"].notna()
+        print(f"replay: {int(table.loc[known, 'under_allocated'].sum()):,} of {int(known.sum()):,} jobs "
+              f"under-allocated, {table['waste_gb'].sum():,.1f} GB over-allocated in total")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="allocations (GB) for the jobs of a file, from a saved model")
+    p.add_argument("--model", required=True, help="a saved model (.pkl)")
+    p.add_argument("--data", required=True, help="jobs in the model's own format (build, Nextflow, sacct)")
+    p.add_argument("--out", required=True, help="output CSV: one row per job")
+    p.add_argument("--explain", action="store_true",
+                   help="add the predicted median, the quantile, the probability of failure, the expected waste")
+    p.add_argument("--chunk-size", type=int, default=50_000, help="jobs per chunk (default: %(default)s)")
+    p.add_argument("--sacct-fields", metavar="F1,F2,...", help="Slurm: field order of a headerless export")
+    p.add_argument("--delimiter", help="Slurm: the field delimiter (default: detected)")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from resource_prediction.data import read_rows
+    from resource_prediction.deployable import DeployableModel
+    from resource_prediction.export import export_allocations
+
+    model = DeployableModel.load(args.model)
+    data = None
+    if args.data:
+        data = read_rows(args.data, model.schema, fields=args.sacct_fields, delimiter=args.delimiter)
+    text = export_allocations(model, args.to, data=data, max_memory_gb=args.max_memory_gb)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote the {args.to} export to {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from resource_prediction.export import EXPORTS
+
+    p = sub.add_parser("export", help="a model's allocations as a Nextflow config, sbatch --mem table or "
+                       "Kubernetes requests")
+    p.add_argument("--model", required=True, help="a saved model (.pkl)")
+    p.add_argument("--to", required=True, choices=list(EXPORTS))
+    p.add_argument("--out", help="output file (default: standard output)")
+    p.add_argument("--data", help="jobs whose groups to size (default: the latest jobs stored with the model)")
+    p.add_argument("--max-memory-gb", type=float, help="cap (Nextflow resourceLimits)")
+    p.add_argument("--sacct-fields", metavar="F1,F2,...", help="Slurm: field order of a headerless export")
+    p.add_argument("--delimiter", help="Slurm: the field delimiter (default: detected)")
+    p.set_defaults(func=cmd_export)
+
+
 def _add_training(sub: argparse._SubParsersAction) -> None:
     from resource_prediction.training.commands import add_evaluate, add_search
 
@@ -75,7 +143,9 @@ def _add_training(sub: argparse._SubParsersAction) -> None:
 
 
 #: Subcommand builders; later modules add theirs here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_generate, _add_summary, _add_training]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_generate, _add_summary, _add_training, _add_predict, _add_export,
+]
 
 
 def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resource-prediction",
         description="Size the memory of build and batch jobs from their telemetry.",
+        allow_abbrev=False,  # subcommands' --model must not read as an abbreviation of --model-family
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_pipeline_flags(parser)
@@ -180,11 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from resource_prediction.deployable import ArtifactError
+
     if not getattr(args, "func", None):
         return cmd_pipeline(args)
     try:
         return args.func(args)
-    except TelemetryError as exc:
+    except (TelemetryError, ArtifactError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -12,6 +12,7 @@ Build telemetry is exported as a semicolon-separated CSV, one row per build or t
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -42,8 +43,9 @@ from resource_prediction.schema import (
 from resource_prediction.synthetic import DEFAULT_N_JOBS, generate_telemetry
 
 __all__ = [
-    "BYTES_PER_GB", "MB_PER_GB", "RAW_COLUMNS", "REQUIRED_COLUMNS", "TelemetryError", "coerce_raw",
-    "ensure_default_data", "load_telemetry", "prepare_rows", "read_raw", "save_telemetry", "time_split",
+    "BYTES_PER_GB", "MB_PER_GB", "RAW_COLUMNS", "REQUIRED_COLUMNS", "TelemetryError", "add_format_flags",
+    "coerce_raw", "format_options",
+    "ensure_default_data", "load_telemetry", "prepare_rows", "read_raw", "read_rows", "save_telemetry", "time_split",
 ]
 
 log = logging.getLogger(__name__)
@@ -283,6 +285,29 @@ def prepare_rows(raw: pd.DataFrame, schema: str | Schema, source: str = "<rows>"
     return slurm.normalize(raw, source)
 
 
+def read_rows(path: str | Path, schema: str | Schema, *, fields=None, delimiter: str | None = None
+              ) -> pd.DataFrame:
+    """A file's rows as they stand (nothing dropped, no target needed): jobs to predict.
+
+    A Slurm export's job steps are still there (a model folds them); see :func:`prepare_rows`.
+    """
+    path = Path(path)
+    name = get_schema(schema).name
+    if not path.exists() or path.stat().st_size == 0:
+        raise TelemetryError(f"{path}: no such file or the file is empty")
+    found = slurm.sniff(path) or _detect_file_format(path)
+    if found != name:
+        raise TelemetryError(
+            f"{path}: this model was trained on {name} telemetry but the rows look like {found} telemetry:"
+            " give it rows of its own format"
+        )
+    if name == "nextflow" and path.suffix.lower() not in {".parquet", ".pq"}:
+        return nextflow.read_csv(path)
+    if name == "slurm":
+        return slurm.split_export(read_text(path), str(path), fields, delimiter)[0]
+    return read_raw(path, dtype={} if name != "build" else None)
+
+
 def save_telemetry(df: pd.DataFrame, path: str | Path) -> Path:
     """Write raw telemetry columns (and any extra columns) as ``;`` CSV or Parquet by extension."""
     path = Path(path)
@@ -314,3 +339,24 @@ def time_split(df: pd.DataFrame, test_fraction: float = 0.10) -> tuple[pd.DataFr
     if n_test >= len(ordered):
         raise ValueError(f"cannot split {len(ordered)} jobs with test_fraction={test_fraction}")
     return ordered.iloc[:-n_test], ordered.iloc[-n_test:]
+
+
+def add_format_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--format``, ``--input-size``, ``--sacct-fields`` and ``--delimiter``."""
+    p.add_argument("--format", dest="data_format", choices=("auto", *FORMATS), default="auto",
+                   help="telemetry format of --data (default: detected from the header)")
+    p.add_argument("--input-size", choices=("rchar",),
+                   help="Nextflow: use rchar (bytes read, measured during the task) as the input size")
+    p.add_argument("--sacct-fields", metavar="F1,F2,...",
+                   help="Slurm: the field order of a headerless sacct export (as given to --format)")
+    p.add_argument("--delimiter", help="Slurm: the field delimiter (default: detected)")
+
+
+def format_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`~resource_prediction.data.load_telemetry` from the flags."""
+    return {
+        "format": getattr(args, "data_format", "auto") or "auto",
+        "input_size": getattr(args, "input_size", None),
+        "fields": getattr(args, "sacct_fields", None),
+        "delimiter": getattr(args, "delimiter", None),
+    }

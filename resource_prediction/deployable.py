@@ -100,6 +100,13 @@ def _library_versions() -> dict[str, str]:
     }
 
 
+def latest_per_group(raw_df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The latest row of each history group (what an export sizes the next job of), no target."""
+    variants = [c for c in (*schema.fine, "buildProfile") if c in raw_df.columns]
+    latest = raw_df.sort_values("time", kind="stable").groupby(variants, dropna=False, sort=False).tail(1)
+    return latest.drop(columns=[c for c in ("max_rss", "max_rss_gb") if c in latest.columns]).copy()
+
+
 class DeployableModel:
     """A fitted preprocessor and predictor with their provenance.
 
@@ -129,6 +136,8 @@ class DeployableModel:
         self.model = model
         self.metadata = dict(metadata or {})
         self._schema = schema
+        #: The latest job of each history group in training (see :mod:`resource_prediction.export`).
+        self.templates: pd.DataFrame | None = None
 
     @property
     def schema(self) -> Schema:
@@ -220,7 +229,9 @@ class DeployableModel:
             "format_version": FORMAT_VERSION,
             "created_at": datetime.now(UTC).isoformat(),
         }
-        return cls(preprocessor, estimator, metadata, schema=schema)
+        model = cls(preprocessor, estimator, metadata, schema=schema)
+        model.templates = latest_per_group(raw_df, schema)
+        return model
 
     # ------------------------------------------------------------------ serving
     def predict(self, raw_df: pd.DataFrame) -> np.ndarray:

@@ -224,7 +224,7 @@ def normalize(
     return out
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path) -> pd.DataFrame:
     with path.open("rb") as fh:
         header = fh.readline().decode("utf-8", errors="replace")
     sep = "\t" if header.count("\t") > header.count(",") else ","
@@ -249,7 +249,7 @@ def read_trace(path: str | Path, source: str | None = None, *, input_size: str |
     source = source or str(path)
     if not path.exists() or path.stat().st_size == 0:
         raise NextflowTraceError(f"{source}: no such file or the file is empty")
-    trace = _read_csv(path)
+    trace = read_csv(path)
     if trace.empty:
         raise NextflowTraceError(f"{source}: no rows after the header")
     workflow = re.sub(r"^trace[_-]?", "", path.stem) or path.stem

@@ -66,7 +66,6 @@ from resource_prediction.features.raw import (
     KEY_COLUMNS,
     REQUIRED_COLUMNS,
     SMALL_FRAME,
-    TEMPORAL_FEATURES,
     UNKNOWN,
     check_columns,
     column,

@@ -171,7 +171,7 @@ def normalize(raw: pd.DataFrame, source: str = "<sacct>") -> pd.DataFrame:
     return out
 
 
-def _split(text: str, source: str, fields, delimiter: str | None) -> tuple[pd.DataFrame, np.ndarray]:
+def split_export(text: str, source: str, fields, delimiter: str | None) -> tuple[pd.DataFrame, np.ndarray]:
     """Rows of an sacct export as text fields, and the file line of each row."""
     lines = text.splitlines()
     while lines and not lines[-1].strip():
@@ -232,7 +232,7 @@ def read_sacct(path: str | Path, source: str | None = None, *, fields=None, deli
     source = source or str(path)
     if not path.exists() or path.stat().st_size == 0:
         raise SlurmError(f"{source}: no such file or the file is empty")
-    raw, lines = _split(read_text(path, source), source, fields, delimiter)
+    raw, lines = split_export(read_text(path, source), source, fields, delimiter)
     df = normalize(raw, source)
     job_lines = lines[df.index.to_numpy()]
     drops = DropCounter(len(df), source, job_lines)

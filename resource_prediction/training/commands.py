@@ -12,8 +12,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from resource_prediction.data import ensure_default_data, load_telemetry, time_split
-from resource_prediction.data_options import add_format_flags, format_options
+from resource_prediction.data import (
+    add_format_flags,
+    ensure_default_data,
+    format_options,
+    load_telemetry,
+    time_split,
+)
 from resource_prediction.metrics import DEFAULT_PENALTY
 from resource_prediction.paths import DEFAULT_ARTIFACTS_DIR, ArtifactPaths
 from resource_prediction.training.search import (
