@@ -170,6 +170,8 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
                    default="regression", help="regression or classification families (default: %(default)s)")
     g.add_argument("--model-family", metavar="NAME", help="search and evaluate this family only")
     g.add_argument("--data", help="raw telemetry (default: generated data under the artifacts)")
+    g.add_argument("--format", dest="data_format", choices=("auto", "build", "nextflow", "slurm"),
+                   default="auto", help="format of --data (default: detected from the header)")
     g.add_argument("--artifacts-dir", default=str(DEFAULT_ARTIFACTS_DIR), help="default: %(default)s")
     g.add_argument("--n-trials", type=int, default=DEFAULT_N_TRIALS,
                    help="Optuna trials per family (default: %(default)s)")
@@ -198,6 +200,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     try:
         config = PipelineConfig(
             data=Path(args.data) if args.data else None,
+            data_format=args.data_format,
             artifacts_dir=Path(args.artifacts_dir),
             task_type=args.task_type,
             model_family=args.model_family,

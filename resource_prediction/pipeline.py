@@ -79,6 +79,8 @@ class PipelineConfig:
     ----------
     data : path or None
         Raw telemetry; ``None`` generates ``jobs`` synthetic jobs (seed ``seed``) under the artifacts.
+    data_format : {"auto", "build", "nextflow", "slurm"}
+        Format of ``data`` (``load_telemetry``'s ``format``; notebooks take it as ``data_format``).
     artifacts_dir : path
         Artifacts root (layout: :class:`~resource_prediction.paths.ArtifactPaths`).
     task_type : {"regression", "classification"}
@@ -115,6 +117,7 @@ class PipelineConfig:
     """
 
     data: Path | None = None
+    data_format: str = "auto"
     artifacts_dir: Path = DEFAULT_ARTIFACTS_DIR
     task_type: str = "regression"
     model_family: str | None = None
@@ -161,6 +164,7 @@ class PipelineConfig:
         paths = self.paths
         return {
             "data_path": str(Path(data_path).resolve()),
+            "data_format": self.data_format,
             "artifacts_dir": str(paths.root),
             "task_type": self.task_type,
             "families": [self.model_family] if self.model_family else [],
