@@ -51,7 +51,7 @@ def workload_allocations(model, data: pd.DataFrame | None = None, max_memory_gb:
     latest = rows.sort_values("time", kind="stable").groupby(variants, dropna=False, sort=False).tail(1)
     latest = latest.drop(columns=[c for c in ("max_rss", "max_rss_gb") if c in latest.columns])
     X = model.preprocessor.transform(latest)
-    table = latest[_group_columns(model, latest)].copy()
+    table = latest[_group_columns(model, latest)].astype("str").fillna("unknown")
     table["allocation_gb"] = model.model.predict(X)
     table["retry_gb"] = np.maximum(RETRY_FACTOR * table["allocation_gb"],
                                    RETRY_MAX_SEEN_MARGIN * X["hist_grp_max_20"].to_numpy())

@@ -4,7 +4,15 @@ Models never see raw columns: the preprocessor turns the frame :func:`~resource_
 returns (or raw rows of the same columns read with ``pandas.read_csv(path, sep=";")``) into a frame of
 fixed columns and dtypes that XGBoost and LightGBM take natively, or one-hot encoded for linear models.
 
-Feature families (column names are fixed; see :attr:`ModelPreprocessor.feature_names_`):
+The features follow the source's :class:`~resource_prediction.schema.Schema` (``schema``, by default
+the one the frame's reader recorded, else the one its columns show). Every source gets the memory
+history below, keyed by its fine and coarse groups, and its declared categorical and numeric features
+known before a job runs (Nextflow: ``process``, ``scope``, ``tag``, ``cpus``, ``memreq_gb``,
+``attempt``, ``time_limit_h``, ``failed_memory_gb``, ``input_size_gb`` with the ``rchar`` proxy;
+Slurm: ``JobName``, ``User``, ``Account``, ``Partition``, ``NCPUS``, ``NNodes``, ``memreq_gb``,
+``time_limit_h``, ``day_of_week``, ``hour``), less those with a single value in fit
+(:attr:`ModelPreprocessor.dropped_features_`). Build telemetry, the default, has these fixed
+feature families (see :attr:`ModelPreprocessor.feature_names_`):
 
 * temporal (UTC): ``year``, ``month``, ``day_of_week`` (Monday 0), ``hour``, ``week_of_year`` (ISO);
 * categorical: ``location``, ``component``, ``makeType``, ``ts_phase``, the three parts of
@@ -257,6 +265,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Weight of the newest peak in the exponentially weighted means.
     heavy_targets : tuple of str, default=("dist",)
         Targets that count as heavy (packaging the whole product).
+    schema : {None, "build", "nextflow", "slurm"}, default=None
+        The source (:data:`resource_prediction.schema.SCHEMAS`); None: the one the frame given to
+        ``fit`` records in ``attrs["schema"]``, else the one its columns show. ``use_quant_features``
+        and ``heavy_targets`` concern build telemetry only.
 
     Attributes
     ----------
@@ -266,6 +278,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Output columns of dtype ``category`` (empty with one-hot encoding).
     vocabularies_ : dict of str to list of str
         Categories of each categorical column (``unknown`` last).
+    schema_ : Schema
+        The source's schema in use.
+    dropped_features_ : list of str
+        Declared features left out because they had a single value in fit (never for build telemetry).
     fill_values_ : dict of str to float
         Fitted medians that replace missing numeric values.
     high_parallelism_threshold_ : float
@@ -335,10 +351,17 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             )
         return peaks
 
-    def _required(self) -> tuple[str, ...]:
+    def _required(self, *, features: bool = False) -> tuple[str, ...]:
+        """Columns a frame must have: the time and group keys, and with ``features`` (after fit)
+        the columns of the features in use (a model never fills a whole missing column)."""
         if self.schema_.name == BUILD.name:
             return REQUIRED_COLUMNS
-        return ("time", *dict.fromkeys((*self.schema_.fine, *self.schema_.coarse)))
+        keys = ("time", *self.schema_.fine, *self.schema_.coarse)
+        if features:
+            temporal = set(self.schema_.temporal) | {"memreq_gb"}
+            keys += tuple(self.categorical_inputs_) + tuple(
+                n for n in self.derived_features_ if n not in temporal)
+        return tuple(dict.fromkeys(keys))
 
     def _parse(self, X: pd.DataFrame) -> _Parsed:
         if self.schema_.name == BUILD.name:
@@ -476,7 +499,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         With the target in ``X``, each job also sees the peaks of earlier jobs of ``X`` (replay).
         """
         check_is_fitted(self)
-        check_columns(X, self._required())
+        check_columns(X, self._required(features=True))
         peaks = self._peaks(X, None, required=False, caller="transform")
         parsed = self._parse(X)
         hist = self._history(parsed, peaks, commit=False)

@@ -162,11 +162,15 @@ def detect_format(columns: Iterable[str], source: str = "<frame>") -> str:
 
 def frame_schema(df: pd.DataFrame, source: str = "<frame>") -> Schema:
     """The schema of a frame: the one its reader recorded in ``attrs["schema"]`` (with the reading
-    options), else the format its columns show."""
+    options), else the format its columns show (a Nextflow frame with ``input_size`` was read with
+    ``input_size="rchar"``)."""
     recorded = df.attrs.get("schema")
     if isinstance(recorded, dict) and recorded.get("format") in SCHEMAS:
         return SCHEMAS[recorded["format"]].with_options(**recorded.get("options", {}))
-    return SCHEMAS[detect_format(df.columns, source)]
+    schema = SCHEMAS[detect_format(df.columns, source)]
+    if schema is NEXTFLOW and "input_size" in df.columns:  # read with the rchar proxy
+        schema = schema.with_options(input_size="rchar")
+    return schema
 
 
 def is_normalized(df: pd.DataFrame) -> bool:

@@ -86,7 +86,7 @@ def predict_allocations(model, raw: pd.DataFrame, *, explain: bool = False, chun
     if explain:
         out["median_gb"] = _first(detail, _MEDIAN)
         out["quantile"] = _first(detail, _QUANTILE)
-        out["p_failure"] = 1.0 - out["quantile"]
+        out["p_failure"] = (1.0 - out["quantile"]).round(6)
         out["expected_waste_gb"] = np.maximum(out["allocation_gb"] - out["median_gb"], 0.0)
     if replay:
         out["peak_gb"] = target_gb(rows)

@@ -142,3 +142,40 @@ def test_format_is_detected_or_given(tmp_path, frame):
     assert len(load_telemetry(path, format="build")) == len(frame)
     with pytest.raises(ValueError, match="format must be"):
         load_telemetry(path, format="yaml")
+
+
+def _imports(module: str) -> set[str]:
+    """Package modules that ``module`` imports anywhere (module level or inside functions)."""
+    import ast
+    import importlib.util
+
+    tree = ast.parse(open(importlib.util.find_spec(module).origin).read())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("resource_prediction"):
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("resource_prediction")}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("resource_prediction.data", "resource_prediction.nextflow"),
+        ("resource_prediction.data", "resource_prediction.slurm"),
+        ("resource_prediction.cli", "resource_prediction.pipeline"),
+        ("resource_prediction.cli", "resource_prediction.training.commands"),
+        ("resource_prediction.data", "resource_prediction.synthetic"),
+    ],
+)
+def test_the_data_layer_has_no_import_cycle(a, b):
+    assert not (b in _imports(a) and a in _imports(b)), (a, b)
+
+
+def test_readers_import_only_the_schema():
+    for reader in ("resource_prediction.nextflow", "resource_prediction.slurm", "resource_prediction.schema"):
+        assert _imports(reader) <= {"resource_prediction.schema"} | {
+            f"resource_prediction.schema.{n}" for n in dir(__import__("resource_prediction.schema").schema)
+        }, reader

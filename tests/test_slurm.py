@@ -108,3 +108,21 @@ def test_real_sacct_samples_load_train_and_predict(slurm_samples):
         train, test = time_split(df, 0.2)
         model = DeployableModel.train("global_quantile", train)
         assert np.isfinite(model.predict(test)).all()
+
+
+def test_real_samples_train_predict_and_export_through_the_cli(slurm_samples, tmp_path, capsys):
+    from resource_prediction.cli import main
+
+    path, fields = next((p, f) for p, f in slurm_samples if p.name.startswith("hpc-cost"))
+    args = ["--data", str(path), "--sacct-fields", fields]
+    assert main(["evaluate", *args, "--artifacts-dir", str(tmp_path), "--task-type", "regression",
+                 "--model-family", "lightgbm_regression"]) == 0
+    model = tmp_path / "trained_models" / "lightgbm_regression.pkl"
+    out = tmp_path / "alloc.csv"
+    assert main(["predict", "--model", str(model), *args[2:], "--data", str(path), "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 483 and (table["allocation_gb"] > 0).all()  # every job of the export, steps folded
+    assert table["under_allocated"].notna().sum() == 395  # the jobs with a recorded peak are replayed
+    capsys.readouterr()
+    assert main(["export", "--model", str(model), "--to", "slurm"]) == 0
+    assert "--mem=" in capsys.readouterr().out
