@@ -43,7 +43,7 @@ from resource_prediction.schema import (
 from resource_prediction.synthetic import DEFAULT_N_JOBS, generate_telemetry
 
 __all__ = [
-    "BYTES_PER_GB", "MB_PER_GB", "RAW_COLUMNS", "REQUIRED_COLUMNS", "TelemetryError", "add_format_flags",
+    "RAW_COLUMNS", "REQUIRED_COLUMNS", "add_format_flags",
     "coerce_raw", "format_options",
     "ensure_default_data", "load_telemetry", "prepare_rows", "read_raw", "read_rows", "save_telemetry", "time_split",
 ]
