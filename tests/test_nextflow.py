@@ -200,3 +200,10 @@ def test_a_trace_model_takes_raw_trace_rows_and_refuses_build_rows(nextflow_trac
     np.testing.assert_allclose(by_hash[loaded.index].to_numpy(), loaded.to_numpy(), rtol=1e-9)
     with pytest.raises(TelemetryError, match="trained on nextflow telemetry but the rows look like build"):
         model.predict(small_telemetry.head(3))
+
+
+def test_a_trace_with_bytes_that_are_not_utf8_names_the_line(tmp_path):
+    path = _write(tmp_path, RAW_ROWS)
+    path.write_bytes(path.read_bytes().replace(b",s2,", b",s\xff2,"))
+    with pytest.raises(TelemetryError, match=r"trace_demo\.csv: line 3 has bytes that are not UTF-8"):
+        load_telemetry(path)
