@@ -3,21 +3,21 @@
 A trace report (``nextflow run ... -with-trace``; tab- or comma-separated) has one row per task
 attempt. :func:`normalize` keeps the trace's columns and adds what the models use:
 
-=================== ================================================ ==================================
-column              from the trace                                   role
-=================== ================================================ ==================================
-``time``            ``submit`` (epoch ms, or a date-time text)       when the memory is asked for
-``process``         ``process``                                      task type: the fine history group
-``scope``           ``process`` without its last ``:`` part          coarse group (the sub-workflow)
-``tag``             ``tag`` (the sample or input label)              categorical feature
-``cpus``            ``cpus``                                         requested CPUs
-``memreq``          ``memory`` (bytes or ``4 GB``), in MB            the configured request
-``attempt``         ``attempt``                                      1, then 2, 3 on retries
-``time_limit_h``    ``time`` (ms or ``4h``), in hours                the requested time
-``failed_memory_gb`` earlier out-of-memory attempts of the same task the largest request that failed
-``input_size``      ``rchar`` with ``input_size="rchar"`` only       bytes read (see below)
-``max_rss``         ``peak_rss`` (bytes or ``274.5 MB``)             the target
-=================== ================================================ ==================================
+===================== =========================================== ==================================
+column                from the trace                              role
+===================== =========================================== ==================================
+``time``              ``submit`` (epoch ms, or a date-time text)  when the memory is asked for
+``process``           ``process``                                 task type: the fine history group
+``scope``             ``process`` without its last ``:`` part     coarse group (the sub-workflow)
+``tag``               ``tag`` (the sample or input label)         categorical feature
+``cpus``              ``cpus``                                    requested CPUs
+``memreq``            ``memory`` (bytes or ``4 GB``), in MB       the configured request
+``attempt``           ``attempt``                                 1, then 2, 3 on retries
+``time_limit_h``      ``time`` (ms or ``4h``), in hours           the requested time
+``failed_memory_gb``  earlier out-of-memory attempts of the task  the largest request that failed
+``input_size``        ``rchar`` with ``input_size="rchar"`` only  bytes read (see below)
+``max_rss``           ``peak_rss`` (bytes or ``274.5 MB``)        the target
+===================== =========================================== ==================================
 
 (The trace's own ``time`` column, the requested time, becomes ``time_limit_h``: ``time`` is the
 submission time in every source.) ``component`` repeats ``process`` for the reports that group by it.
