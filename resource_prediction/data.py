@@ -71,11 +71,8 @@ RAW_COLUMNS: dict[str, str] = {
     "memreq": "configured memory request in MB (what the cluster allocates today)",
 }
 
-#: Columns without which a file cannot be used for training.
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "time", "component", "max_rss", "location", "branch", "buildProfile", "jobs", "localJobs",
-    "makeType", "targets", "ts_phase",
-)
+#: Columns without which a build telemetry file cannot be used for training.
+REQUIRED_COLUMNS: tuple[str, ...] = (*BUILD.required, "max_rss")
 
 STRING_COLUMNS = (
     "atom_id", "location", "branch", "buildProfile", "makeType", "targets", "component",

@@ -64,6 +64,9 @@ class Schema:
         Calendar features of ``time`` (among :data:`TEMPORAL_FEATURES`).
     raw_columns : tuple of str
         Columns hashed in a model's training-data fingerprint.
+    required : tuple of str
+        Columns a frame must have for the features (values may be missing); empty: the time and the
+        group keys.
     drop_constant : bool
         Leave out features that have a single value in the training data (workflow traces, where a
         field such as ``attempt`` may never vary); build telemetry keeps its fixed feature set.
@@ -81,6 +84,7 @@ class Schema:
     temporal: tuple[str, ...]
     raw_columns: tuple[str, ...]
     drop_constant: bool = True
+    required: tuple[str, ...] = ()
     options: dict = field(default_factory=dict, compare=False, hash=False)
 
     def with_options(self, **options) -> Schema:
@@ -108,6 +112,8 @@ BUILD = Schema(
                  "localJobs", "makeType", "targets", "component", "ts_phase", "ts_status", "cgroup",
                  "max_rss", "max_cache", "memreq"),
     drop_constant=False,
+    required=("time", "location", "component", "buildProfile", "makeType", "ts_phase", "branch", "targets",
+              "jobs", "localJobs"),
 )
 
 NEXTFLOW = Schema(

@@ -14,15 +14,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from resource_prediction.schema import BYTES_PER_GB, MB_PER_GB, TEMPORAL_FEATURES
+from resource_prediction.schema import BUILD, BYTES_PER_GB, MB_PER_GB, TEMPORAL_FEATURES
 
 #: Label of missing, malformed and (at transform time) unseen categorical values.
 UNKNOWN = "unknown"
 #: Raw columns every frame given to the preprocessor must have (values may be missing).
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "time", "location", "component", "buildProfile", "makeType", "ts_phase", "branch", "targets",
-    "jobs", "localJobs",
-)
+REQUIRED_COLUMNS: tuple[str, ...] = BUILD.required
 #: Columns the memory history is keyed and ordered by (all that :meth:`observe` needs, with a target).
 KEY_COLUMNS: tuple[str, ...] = ("time", "component", "buildProfile", "makeType")
 #: The configured request: ``memreq_gb`` (GB) or, as read from CSV, ``memreq`` (MB).
