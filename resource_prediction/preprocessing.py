@@ -92,6 +92,7 @@ from resource_prediction.features.vpa import DecayingHistograms
 from resource_prediction.schema import BUILD, Schema, frame_schema, get_schema
 
 #: Build telemetry's features (:data:`resource_prediction.schema.BUILD` declares them).
+TEMPORAL_FEATURES: tuple[str, ...] = BUILD.temporal
 CATEGORICAL_FEATURES: tuple[str, ...] = BUILD.categorical
 DERIVED_FEATURES: tuple[str, ...] = BUILD.numeric
 QUANT_FEATURES: tuple[str, ...] = (
