@@ -24,7 +24,7 @@ from resource_prediction.features.raw import target_gb
 __all__ = ["predict_allocations"]
 
 #: Columns of a model's ``explain`` that are its median / its quantile level, in order of preference.
-_MEDIAN = ("median_gb", "estimate_gb")
+_MEDIAN = ("median_gb",)
 _QUANTILE = ("quantile_level", "alpha", "quantile")
 _ID_COLUMNS = ("atom_id", "hash", "task_id", "JobID")
 
