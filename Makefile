@@ -40,6 +40,7 @@ TIMEOUT ?= 120
 JOBS    ?= 2
 THREADS ?= 1
 run: venv
+	@$(MAKE) --no-print-directory browser || echo "no Chromium: the report charts are written as HTML only (no PNG)"
 	$(BIN)/resource-prediction summary --artifacts-dir $(ARTIFACTS) --json $(ARTIFACTS)/reports/data_summary.json
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/resource-prediction search --artifacts-dir $(ARTIFACTS) --task-type classification --n-trials $(TRIALS) --timeout $(TIMEOUT) --n-jobs $(JOBS) --no-progress-bar
 	$(BIN)/resource-prediction --artifacts-dir $(ARTIFACTS) --model-type regression --run-search --evaluate-all-archs --n-trials $(TRIALS) --timeout $(TIMEOUT) --n-jobs $(JOBS) --threads $(THREADS)

@@ -44,6 +44,8 @@ from resource_prediction.synthetic import DEFAULT_N_JOBS
 log = logging.getLogger(__name__)
 
 #: The repository (the package is installed editable from it): notebooks and book live here.
+#:
+#: :meta hide-value:
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 BOOK_RESULTS_DIR = PROJECT_ROOT / "book" / "results"
@@ -291,7 +293,8 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def write_book_copy(executed: Path, book_copy: Path) -> Path:
-    """Copy an executed notebook for the book without its live-widget state.
+    """Copy an executed notebook for the book without its live-widget state, its copy of
+    plotly.js (the book serves it once) and papermill's injected parameters (tagged ``remove-cell``).
 
     A notebook that displayed ipywidgets carries their state (here the simulation's chart data,
     megabytes) in its metadata; Jupyter Book then loads require.js and the widget manager from a
@@ -300,13 +303,20 @@ def write_book_copy(executed: Path, book_copy: Path) -> Path:
     """
     import nbformat
 
+    from resource_prediction.plots.offline import is_plotlyjs_output
+
     nb = nbformat.read(executed, as_version=4)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
-        for output in cell.get("outputs", []):
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.metadata["tags"] = [*cell.metadata["tags"], "remove-cell"]
+        outputs = [o for o in cell.get("outputs", []) if not is_plotlyjs_output(o)]
+        for output in outputs:
             data = output.get("data")
             if data and WIDGET_VIEW in data:
                 del data[WIDGET_VIEW]
+        if cell.cell_type == "code":
+            cell.outputs = outputs
     book_copy.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, book_copy)
     return book_copy
@@ -341,4 +351,9 @@ def run_pipeline(config: PipelineConfig, echo=print) -> list[NotebookRun]:
             run = run_notebook(name, parameters, config)
             echo(f"[{i}/{len(names)}] {name} done in {run.seconds:.1f} s -> {run.executed}")
             runs.append(run)
+    if config.book_results is not None and "04_evaluation" in names:
+        from resource_prediction.glance import GLANCE_PAGE, write_glance_page
+
+        page = write_glance_page(paths, Path(config.book_results) / GLANCE_PAGE)
+        echo(f"results at a glance -> {page}")
     return runs

@@ -108,6 +108,22 @@ HISTORY_FEATURES: tuple[str, ...] = (
     *GROUP_STATS, "hist_grp_count", "hist_grp_source", *COARSE_STATS, "hist_coarse_count",
     *GLOBAL_STATS, *RECOMMENDER_FEATURES,
 )
+#: The feature families, in the order the book presents them.
+FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "temporal": TEMPORAL_FEATURES,
+    "categorical": CATEGORICAL_FEATURES,
+    "derived": DERIVED_FEATURES,
+    "quantitative": QUANT_FEATURES,
+    "history": HISTORY_FEATURES,
+}
+
+
+def feature_families(columns: Iterable[str] | None = None) -> dict[str, str]:
+    """Feature name -> family (``"other"`` for a column of ``columns`` in no family)."""
+    known = {name: family for family, names in FEATURE_FAMILIES.items() for name in names}
+    return known if columns is None else {c: known.get(c, "other") for c in columns}
+
+
 ENCODINGS = ("category", "onehot")
 #: Fill value of ``branch_number`` for branches without a number (``main``).
 NO_BRANCH_NUMBER = -1.0

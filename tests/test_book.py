@@ -6,6 +6,7 @@ The browser test opens the pages built by ``tests/test_pipeline.py``'s tiny run 
 
 from __future__ import annotations
 
+import json
 import os
 import pkgutil
 import re
@@ -62,7 +63,7 @@ def test_toc_names_existing_pages_and_every_executed_notebook():
     assert toc["format"] == "jb-book"
     files = _toc_files(toc)
     results = [f for f in files if f.startswith("book/results/")]
-    assert results == [f"book/results/{name}" for name in NOTEBOOKS]
+    assert results == ["book/results/glance"] + [f"book/results/{name}" for name in NOTEBOOKS]
     for page in set(files) - set(results):
         assert (PROJECT_ROOT / f"{page}.md").exists(), page
     config = yaml.safe_load((PROJECT_ROOT / "_config.yml").read_text())
@@ -189,37 +190,119 @@ def browser():
         chromium.close()
 
 
-def _open(browser, path: Path):
+#: What every page shows once loaded (MathJax typesetting finished): its text, the text of its
+#: notebook outputs (hidden toggles included, scripts excluded), its charts and its formulas.
+PAGE_STATE_JS = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  const visibleText = el => {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    let out = "";
+    while (walker.nextNode()) {
+      const tag = walker.currentNode.parentElement.tagName;
+      if (tag !== "SCRIPT" && tag !== "STYLE") { out += walker.currentNode.textContent + " "; }
+    }
+    return out;
+  };
+  const charts = [...document.querySelectorAll(".plotly-graph-div")];
+  return {
+    text: document.body.innerText,
+    outputs: [...document.querySelectorAll(".cell_output")].map(visibleText).join("\\n"),
+    charts: charts.length,
+    drawn: charts.filter(d => d.querySelector("svg.main-svg")).length,
+    math: document.querySelectorAll(".math").length,
+    typeset: document.querySelectorAll("mjx-container").length,
+  };
+}"""
+RAW_TEX = re.compile(r"\\\[|\\\(|\$\$")
+NOISE = re.compile(r"\w*(?:Error|Warning)\b|Traceback")
+#: The five results pages together stay under this size (plotly.js is served once from _static).
+RESULTS_PAGES_MAX_BYTES = 8_000_000
+
+
+def book_pages(html: Path) -> list[Path]:
+    """Every HTML page of a built book (theme assets and page sources excluded)."""
+    skip = {"_static", "_sources", "_images"}
+    return sorted(p for p in html.rglob("*.html") if not skip & set(p.relative_to(html).parts))
+
+
+def check_page(browser, path: Path, machine_paths: list[str]) -> tuple[dict, list[str]]:
+    """Open one page offline (every non-file request blocked); return its state and its problems."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    requests: list[str] = []
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(path.as_uri(), wait_until="load")
-    page.wait_for_function(
-        "() => document.querySelectorAll('.js-plotly-plot').length > 0", timeout=30_000
-    )
-    return page, requests
+    errors, remote = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+
+    def route(r):
+        if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
+            r.continue_()
+        else:
+            remote.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    try:
+        page.goto(path.as_uri(), wait_until="load")
+        state = page.evaluate(PAGE_STATE_JS)
+    finally:
+        page.close()
+    html = path.read_text()
+    problems = [f"console: {e[:200]}" for e in errors] + [f"remote request: {u}" for u in remote]
+    if state["drawn"] != state["charts"]:
+        problems.append(f"{state['charts'] - state['drawn']} of {state['charts']} charts not drawn")
+    if state["math"] and not state["typeset"]:
+        problems.append(f"{state['math']} formulas not typeset")
+    problems += [f"raw TeX: {m!r}" for m in RAW_TEX.findall(state["text"])[:3]]
+    problems += [f"output text: {m!r}" for m in NOISE.findall(state["outputs"])[:3]]
+    if "Traceback" in state["text"]:
+        problems.append("a traceback in the page")
+    problems += [f"absolute path {p}" for p in machine_paths if p in html]
+    return state, problems
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_results_page_renders_plotly_charts_offline(name, browser, book):
-    html = Path(book["html"]) / "book" / "results" / f"{name}.html"
-    assert html.exists(), f"{html} missing: the pipeline or the book build failed"
-    page, requests = _open(browser, html)
-    try:
-        rendered = page.evaluate(
-            "() => [...document.querySelectorAll('.js-plotly-plot')]"
-            ".filter(d => d.querySelector('svg.main-svg')).length"
-        )
-        drawn = page.evaluate("() => document.querySelectorAll('.plotly-graph-div').length")
-        assert rendered > 0 and rendered == drawn, (rendered, drawn)
-        if name == NOTEBOOKS[0]:  # for a human look: next to the built book
-            page.screenshot(path=str(Path(book["html"]).parent / f"{name}.png"))
-    finally:
-        page.close()
-    plotly_requests = [u for u in requests if "plotly" in u.lower() and not u.startswith("file:")]
-    assert not plotly_requests, plotly_requests
-    # No network request at all (the simulation page included: its book copy has no widget state).
-    assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in requests), [
-        u for u in requests if not u.startswith("file:")
-    ]
+def test_every_page_renders_offline_without_noise(browser, book):
+    """Every page of the tiny pipeline's book, offline: charts drawn, formulas typeset, no console
+    error, no error or warning text in notebook outputs, no traceback, no build-machine path.
+    Page sizes are printed and written next to the book (``page_sizes.json``)."""
+    assert book["book_rc"] == 0, Path(book["book_log"]).read_text()[-4000:]
+    html = Path(book["html"])
+    machine_paths = [str(PROJECT_ROOT), str(Path(book["artifacts"]).parent), "sqlite:////"]
+    pages = book_pages(html)
+    names = {p.relative_to(html).as_posix() for p in pages}
+    assert {f"book/results/{n}.html" for n in NOTEBOOKS} | {"book/results/glance.html"} <= names
+    problems, sizes = {}, {}
+    for path in pages:
+        rel = path.relative_to(html).as_posix()
+        state, found = check_page(browser, path, machine_paths)
+        if rel.startswith("book/results/") and rel != "book/results/glance.html" and not state["charts"]:
+            found.append("no chart on a results page")
+        if found:
+            problems[rel] = found
+        sizes[rel] = path.stat().st_size
+    results = {k: v for k, v in sizes.items() if k.startswith("book/results/")}
+    report = {"pages": sizes, "results_pages_bytes": sum(results.values())}
+    (html.parent / "page_sizes.json").write_text(json.dumps(report, indent=2))
+    print("\n".join(f"{size / 1e6:8.3f} MB  {rel}" for rel, size in sorted(sizes.items())))
+    print(f"results pages together: {report['results_pages_bytes'] / 1e6:.2f} MB")
+    assert not problems, problems
+    assert report["results_pages_bytes"] < RESULTS_PAGES_MAX_BYTES, results
+    assert (html / "_static" / "plotly.min.js").exists()
+    assert not list((html / "_static").glob("*webpack-macros.html"))
+
+
+@pytest.mark.slow
+def test_results_pages_load_plotly_once_from_static(browser, book):
+    """No results page embeds plotly.js: each loads the book's one copy, and a screenshot of each
+    is kept next to the built book for a human look."""
+    html = Path(book["html"])
+    for name in ("glance", *NOTEBOOKS):
+        path = html / "book" / "results" / f"{name}.html"
+        text = path.read_text()
+        assert text.count("_static/plotly.min.js") == (0 if name == "glance" else 1), name
+        assert "window.PlotlyConfig" not in text and len(text) < 2_000_000, name
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(path.as_uri(), wait_until="load")
+            page.screenshot(path=str(html.parent / f"{name}.png"))
+        finally:
+            page.close()

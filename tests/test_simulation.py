@@ -407,7 +407,23 @@ def test_animation_for_artifacts(artifacts, tmp_path):
     assert animation_for_artifacts(tmp_path) is None
     fig = animation_for_artifacts(artifacts, n_jobs=30, jobs_per_frame=10)
     names = [t.name for t in fig.frames[-1].data if t.showlegend is not False]
-    # The default models: classification and the QE variants that load (the damaged one is left out).
-    assert any(n.startswith("Classification: score") for n in names)
+    # The champion, the configured request with its running score, and the exported variants that
+    # load (the damaged one is left out).
+    assert any(n.startswith("Champion") and ": score" in n for n in names)
+    assert any(n.startswith("Configured request: score") for n in names)
     assert any(n.startswith("Quantile Ensemble: Balanced Approach: score") for n in names)
-    assert not any("Small Memory Waste" in n for n in names)
+    assert not any("Small Memory Waste" in n or n.startswith("Classification") for n in names)
+
+
+def test_replay_animation_draws_a_window_of_the_latest_jobs(holdout, loaded):
+    fig = replay_animation({"QE": fresh(loaded, QE)}, holdout, n_jobs=60, jobs_per_frame=20, window=25)
+    last = fig.frames[-1]
+    peaks = next(t for t in last.data if t.name == "Actual peak")
+    assert list(peaks.x) == list(range(36, 61))  # jobs 36..60: the latest 25
+    assert list(last.layout.xaxis.range) == [35.5, 60.5]
+    qe = next(t for t in last.data if t.name.startswith("QE: score"))
+    sim = ReplaySimulation(holdout.iloc[:60])
+    sim.set_model("QE", fresh(loaded, QE))
+    alloc = sim.run().allocated_gb
+    score = allocation_metrics(alloc, holdout["max_rss_gb"].iloc[:60])["business_score"]
+    assert f"score {score:.1f}" in qe.name  # the legend scores every job so far, not the window

@@ -1,5 +1,7 @@
 """Figures of the holdout evaluation: they take the report frames and return ``go.Figure``.
 
+* :func:`holdout_table`: the holdout table with readable column names, rounded;
+
 * :func:`comparison_chart`: business score per family with its bootstrap 95 % interval (baselines and
   the oracle included), from ``reports/holdout_results.csv``;
 * :func:`allocation_category_chart`: the share of jobs per allocation category, stacked;
@@ -28,6 +30,7 @@ from resource_prediction.metrics import ALLOCATION_CATEGORIES
 __all__ = [
     "TASK_COLOURS",
     "allocation_category_chart",
+    "holdout_table",
     "comparison_chart",
     "pareto_chart",
     "predicted_vs_actual_chart",
@@ -44,6 +47,31 @@ TASK_COLOURS = {
 }
 CATEGORY_COLOURS = ("#d62728", "#2ca02c", "#bcbd22", "#ff7f0e", "#8c564b")
 VARIANT_SYMBOLS = {"qe_balanced": "star", "qe_tiny_under_alloc": "diamond", "qe_small_waste": "square"}
+
+
+#: Columns of :func:`holdout_table`: report column -> (label, decimals).
+HOLDOUT_COLUMNS = {
+    "family": ("family", None), "task_type": ("task type", None),
+    "business_score": ("business score", 1), "ci_low": ("95 % low", 1), "ci_high": ("95 % high", 1),
+    "under_pct": ("under-allocated %", 2), "total_over_pct": ("total over-allocation %", 1),
+    "mean_gb_wasted": ("GB wasted per job", 1), "predict_ms_per_job": ("ms per job", 3),
+    "param_source": ("parameters", None),
+}
+
+
+def holdout_table(holdout: pd.DataFrame) -> pd.DataFrame:
+    """The holdout table as the book shows it: best score first, readable labels, rounded (index:
+    family).
+
+    Columns the report lacks are left out; extra report columns are not shown.
+    """
+    present = [c for c in HOLDOUT_COLUMNS if c in holdout.columns]
+    table = holdout.sort_values("business_score", na_position="last")[present].copy()
+    for column in present:
+        decimals = HOLDOUT_COLUMNS[column][1]
+        if decimals is not None:
+            table[column] = pd.to_numeric(table[column], errors="coerce").round(decimals)
+    return table.rename(columns={c: HOLDOUT_COLUMNS[c][0] for c in present}).set_index("family")
 
 
 def comparison_chart(holdout: pd.DataFrame, title: str = "Business score on the time holdout") -> go.Figure:
@@ -235,11 +263,25 @@ def _ensure_browser_path() -> None:
             os.environ["BROWSER_PATH"] = found
 
 
+def _png_browser() -> str | None:
+    """The Chrome or Chromium kaleido would use (``BROWSER_PATH``, Debian's, kaleido's own), or None."""
+    _ensure_browser_path()
+    if os.environ.get("BROWSER_PATH"):
+        return os.environ["BROWSER_PATH"]
+    try:
+        from choreographer.browsers.chromium import Chromium
+
+        return Chromium.find_browser(skip_local=False)
+    except Exception:  # kaleido's browser finder missing or failing: no PNG, not an error
+        return None
+
+
 def write_figures(figures: dict[str | Path, go.Figure], png: bool = True) -> list[Path]:
     """Write ``<stem>.html`` per figure and, if ``png``, ``<stem>.png``; return the files written.
 
-    The PNGs need kaleido and a Chromium (one start for all of them); when the export fails a
-    warning is logged and only the HTML is written.
+    The PNGs need kaleido and a Chrome or Chromium (one start for all of them): without one the PNGs
+    are skipped with an INFO log line; when the export itself fails a warning is logged. The HTML is
+    always written.
     """
     written, stems = [], []
     for stem, fig in figures.items():
@@ -250,7 +292,10 @@ def write_figures(figures: dict[str | Path, go.Figure], png: bool = True) -> lis
         stems.append(stem)
     if not (png and stems):
         return written
-    _ensure_browser_path()
+    if _png_browser() is None:  # a machine without Chrome/Chromium: HTML only, said in the log
+        log.info("PNG export skipped (no Chrome or Chromium; `make browser` installs Debian's): "
+                 "wrote the HTML of %d charts only", len(stems))
+        return written
     for name in ("kaleido", "choreographer"):  # their INFO lines are per browser tab
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
     targets = [stem.with_suffix(".png") for stem in stems]

@@ -306,7 +306,9 @@ def feature_association_figure(table: pd.DataFrame) -> go.Figure:
     fig.update_layout(
         template=_TEMPLATE, title="Association of each feature with the log peak",
         xaxis_title="|Spearman| (numeric) or correlation ratio (categorical)", yaxis_title=None,
-        height=max(400, 18 * len(t)), legend_title="family",
-        yaxis={"categoryorder": "array", "categoryarray": list(t["feature"])},
+        height=max(400, 140 + 22 * len(t)), legend_title="family",
+        # Every bar labelled: plotly thins out the labels of a crowded categorical axis otherwise.
+        yaxis={"categoryorder": "array", "categoryarray": list(t["feature"]), "tickmode": "array",
+               "tickvals": list(t["feature"]), "ticktext": list(t["feature"]), "tickfont": {"size": 11}},
     )
     return fig
