@@ -66,6 +66,7 @@ app: venv
 # The book publishes the notebooks as papermill executed them (book/results/, written by make run).
 html: venv
 	@test -f book/results/04_evaluation.ipynb || { echo "no executed notebooks in book/results/: run 'make run' first"; exit 1; }
+	$(BIN)/python -m resource_prediction.glance --artifacts-dir $(ARTIFACTS) --out book/results/glance.md
 	$(BIN)/jupyter-book build -W --keep-going --path-output . .
 
 serve:

@@ -179,3 +179,21 @@ def write_glance_page(paths: ArtifactPaths, target: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(glance_markdown(paths))
     return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m resource_prediction.glance [--artifacts-dir DIR] [--out FILE]``: write the page."""
+    import argparse
+
+    from resource_prediction.paths import DEFAULT_ARTIFACTS_DIR
+
+    parser = argparse.ArgumentParser(description="Write the book's Results at a glance page.")
+    parser.add_argument("--artifacts-dir", type=Path, default=DEFAULT_ARTIFACTS_DIR)
+    parser.add_argument("--out", type=Path, default=Path("book") / "results" / GLANCE_PAGE)
+    args = parser.parse_args(argv)
+    print(f"results at a glance -> {write_glance_page(ArtifactPaths(args.artifacts_dir), args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -213,6 +213,7 @@ PAGE_STATE_JS = """async () => {
     typeset: document.querySelectorAll("mjx-container").length,
   };
 }"""
+REDIRECT = re.compile(r'http-equiv="Refresh" content="0; url=([^"]+)"', re.IGNORECASE)
 RAW_TEX = re.compile(r"\\\[|\\\(|\$\$")
 NOISE = re.compile(r"\w*(?:Error|Warning)\b|Traceback")
 #: The five results pages together stay under this size (plotly.js is served once from _static).
@@ -242,6 +243,10 @@ def check_page(browser, path: Path, machine_paths: list[str]) -> tuple[dict, lis
     page.route("**/*", route)
     try:
         page.goto(path.as_uri(), wait_until="load")
+        redirect = REDIRECT.search(path.read_text())  # index.html redirects to the first page
+        if redirect:
+            page.wait_for_url((path.parent / redirect.group(1)).resolve().as_uri())
+            page.wait_for_load_state("load")
         state = page.evaluate(PAGE_STATE_JS)
     finally:
         page.close()

@@ -84,6 +84,10 @@ def test_glance_is_quiet_when_the_champion_fails_no_more_jobs(tmp_path):
     page = write_glance_page(paths, tmp_path / "book" / "glance.md")
     text = page.read_text()
     assert text.startswith("# Results at a glance") and "fails more jobs" not in text
+    from resource_prediction.glance import main
+
+    assert main(["--artifacts-dir", str(paths.root), "--out", str(tmp_path / "again.md")]) == 0
+    assert (tmp_path / "again.md").read_text() == text
 
 
 @pytest.mark.parametrize(("path", "expected"), [

@@ -192,6 +192,9 @@ def test_pipeline_executes_every_notebook_with_the_venv_kernel(book):
         errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs
                   if o.output_type == "error"]
         assert not errors, f"{name}: {errors[:1]}"
+    glance = Path(book["src"]) / "book" / "results" / "glance.md"
+    assert f"results at a glance -> {glance}" in log
+    assert "**The champion is `" in glance.read_text()
     first = nbformat.read(artifacts / "notebooks" / f"{NOTEBOOKS[0]}.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in first.cells if c.cell_type == "code" for o in c.outputs)
     assert f"kernel {sys.executable}" in text  # the kernel is this virtual environment's python

@@ -390,7 +390,7 @@ def test_app_without_models_says_so(tmp_path):
 # ---------------------------------------------------------------------- static animation
 def test_replay_animation_frames_match_the_replay(holdout, loaded):
     models = {"QE": fresh(loaded, QE), "Classification": fresh(loaded, CLASSIFICATION)}
-    fig = replay_animation(models, holdout, n_jobs=50, jobs_per_frame=20)
+    fig = replay_animation(models, holdout, n_jobs=50, jobs_per_frame=20, window=20)
     assert [f.name for f in fig.frames] == ["20", "40", "50"]
     assert [b.label for b in fig.layout.updatemenus[0].buttons] == ["Play", "Pause"]
     last = fig.frames[-1].data
@@ -398,7 +398,7 @@ def test_replay_animation_frames_match_the_replay(holdout, loaded):
     sim.set_model("QE", fresh(loaded, QE))
     alloc = sim.run().allocated_gb
     qe_trace = next(t for t in last if t.name.startswith("QE: score"))
-    np.testing.assert_allclose(qe_trace.y, alloc)
+    np.testing.assert_allclose(qe_trace.y, alloc[-20:])  # the window: the latest 20 jobs
     score = allocation_metrics(alloc, holdout["max_rss_gb"].iloc[:50])["business_score"]
     assert f"score {score:.1f}" in qe_trace.name
 
@@ -417,6 +417,7 @@ def test_animation_for_artifacts(artifacts, tmp_path):
 
 def test_replay_animation_draws_a_window_of_the_latest_jobs(holdout, loaded):
     fig = replay_animation({"QE": fresh(loaded, QE)}, holdout, n_jobs=60, jobs_per_frame=20, window=25)
+    assert [f.name for f in fig.frames] == ["25", "45", "60"]  # the first frame fills the window
     last = fig.frames[-1]
     peaks = next(t for t in last.data if t.name == "Actual peak")
     assert list(peaks.x) == list(range(36, 61))  # jobs 36..60: the latest 25

@@ -78,7 +78,7 @@ def _frame_traces(
         a, p = alloc[shown], peak[shown]
         under = a < p
         out.append(go.Scatter(x=x[shown], y=a, name=_legend(name, alloc[:stop], peak[:stop], penalty),
-                              mode="lines+markers", legendgroup=name, line=dict(color=color, width=1),
+                              mode="markers", legendgroup=name,
                               marker=dict(color=color, size=6, symbol=MODEL_SYMBOLS[i % len(MODEL_SYMBOLS)],
                                           line=dict(width=1.5, color=color))))
         out.append(go.Scatter(x=x[shown][under], y=p[under], name=f"{name}: under-allocated",
@@ -155,8 +155,9 @@ def replay_animation(
     allocs = {name: sim.history()["allocated_gb"].to_numpy() for name, sim in sims.items()}
     n = len(peak)
     x = np.arange(1, n + 1)
-    stops = list(range(jobs_per_frame, n, jobs_per_frame)) + [n]
     span = min(window, n)
+    # The first frame fills the window; each later one adds jobs_per_frame jobs and slides it.
+    stops = list(range(span, n, jobs_per_frame)) + [n]
 
     def x_range(stop: int) -> list[float]:
         lo = max(0, stop - span)
@@ -178,7 +179,7 @@ def replay_animation(
         template="plotly_white", height=680,
         xaxis=dict(title=f"job in the replay (time order, {t0:%Y-%m-%d %H:%M} to {t1:%Y-%m-%d %H:%M} UTC)",
                    range=x_range(stops[0])),
-        yaxis=dict(title="memory (GB, log scale)", type="log", range=y_range),
+        yaxis=dict(title="memory (GB, log scale)", type="log", range=y_range, dtick=1),
         legend=dict(orientation="v", yanchor="bottom", y=1.02, xanchor="left", x=0),
         margin=dict(l=60, r=20, t=190, b=130),
         **_controls(stops, frame_ms),
