@@ -172,6 +172,7 @@ def test_holdout_table_is_rounded_and_labelled():
     assert list(table.index) == ["b", "a"]
     assert table.loc["a", "business score"] == 70.1 and table.loc["a", "under-allocated %"] == 1.23
     assert "extra" not in table and "task type" in table
+    assert list(table["95 % interval"]) == ["", "60.0-81.0"]
 
 
 def test_book_copy_drops_plotlyjs_and_hides_the_injected_parameters(tmp_path):
@@ -190,3 +191,19 @@ def test_book_copy_drops_plotlyjs_and_hides_the_injected_parameters(tmp_path):
     copy = nbformat.read(write_book_copy(tmp_path / "executed.ipynb", tmp_path / "copy.ipynb"), as_version=4)
     assert "remove-cell" in copy.cells[0].metadata["tags"]
     assert [o.data["text/html"] for o in copy.cells[1].outputs] == ["<div>figure</div>"]
+
+
+def test_notebook_setup_reads_the_processed_telemetry_back_in_time_order(tmp_path, small_telemetry):
+    from resource_prediction.data import save_telemetry, time_split
+    from resource_prediction.notebook import notebook_setup
+    from resource_prediction.pipeline import write_processed
+
+    jobs = small_telemetry.iloc[:400]
+    data = save_telemetry(jobs, tmp_path / "jobs.csv")
+    setup = notebook_setup(tmp_path / "artifacts", data_path=data)
+    train, holdout = time_split(jobs)
+    frames = {"train": train, "holdout": holdout, "X_train": train[["jobs"]], "X_holdout": holdout[["jobs"]]}
+    write_processed(setup.paths, frames, None, data, 0.1)
+    telemetry = setup.telemetry()
+    assert len(telemetry) == 400 and telemetry["time"].is_monotonic_increasing
+    assert telemetry["atom_id"].tolist() == [*train["atom_id"], *holdout["atom_id"]]

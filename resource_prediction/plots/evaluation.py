@@ -52,7 +52,7 @@ VARIANT_SYMBOLS = {"qe_balanced": "star", "qe_tiny_under_alloc": "diamond", "qe_
 #: Columns of :func:`holdout_table`: report column -> (label, decimals).
 HOLDOUT_COLUMNS = {
     "family": ("family", None), "task_type": ("task type", None),
-    "business_score": ("business score", 1), "ci_low": ("95 % low", 1), "ci_high": ("95 % high", 1),
+    "business_score": ("business score", 1), "ci_low": ("95 % low", 2), "ci_high": ("95 % high", 2),
     "under_pct": ("under-allocated %", 2), "total_over_pct": ("total over-allocation %", 1),
     "mean_gb_wasted": ("GB wasted per job", 1), "predict_ms_per_job": ("ms per job", 3),
     "param_source": ("parameters", None),
@@ -71,7 +71,12 @@ def holdout_table(holdout: pd.DataFrame) -> pd.DataFrame:
         decimals = HOLDOUT_COLUMNS[column][1]
         if decimals is not None:
             table[column] = pd.to_numeric(table[column], errors="coerce").round(decimals)
-    return table.rename(columns={c: HOLDOUT_COLUMNS[c][0] for c in present}).set_index("family")
+    if {"ci_low", "ci_high"} <= set(present):  # one narrow column: "38.5-50.7"
+        interval = table["ci_low"].map("{:.1f}".format) + "-" + table["ci_high"].map("{:.1f}".format)
+        table.insert(present.index("ci_low"), "ci", interval.where(table["ci_low"].notna(), ""))
+        table = table.drop(columns=["ci_low", "ci_high"])
+    labels = {c: HOLDOUT_COLUMNS[c][0] for c in present} | {"ci": "95 % interval"}
+    return table.rename(columns=labels).set_index("family")
 
 
 def comparison_chart(holdout: pd.DataFrame, title: str = "Business score on the time holdout") -> go.Figure:
