@@ -6,6 +6,7 @@
 * Scripts that two extensions add twice to a page (sphinx-thebe's ``THEBE_JS_URL`` declaration,
   sphinx-togglebutton's selector) are kept once: a second ``const`` declaration is a script error.
 * The theme's colour mode defaults to ``auto`` (an empty mode is a console error).
+* Signatures whose defaults are paths of the project show them as ``<project>/...``.
 * Theme template files that Sphinx copies into ``_static`` (``*webpack-macros.html``) are removed:
   they are no pages.
 
@@ -60,8 +61,20 @@ def _finish(app, exception) -> None:
         (static / name).unlink(missing_ok=True)
 
 
+def _relative_signature(app, what, name, obj, options, signature, return_annotation):
+    """Defaults under the project (``PipelineConfig(notebook_dir=...)``) shown as ``<project>/...``,
+    not as the build machine's absolute path."""
+    from resource_prediction.pipeline import PROJECT_ROOT
+
+    root = str(PROJECT_ROOT)
+    if signature and root in signature:
+        return signature.replace(root, "<project>"), return_annotation
+    return None
+
+
 def setup(app):
     app.connect("config-inited", _default_mode)
+    app.connect("autodoc-process-signature", _relative_signature)
     app.connect("html-page-context", _page_scripts)
     app.connect("build-finished", _finish)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -268,6 +269,26 @@ def _ensure_browser_path() -> None:
             os.environ["BROWSER_PATH"] = found
 
 
+#: Loggers of kaleido's browser control: they log every tab, and tracebacks of browser messages
+#: they skip (``JSONError decoding message. Ignoring``), which would land in a notebook's output.
+BROWSER_LOGGERS = ("kaleido", "choreographer", "logistro")
+
+
+@contextmanager
+def _quiet_browser_logs():
+    """Only CRITICAL records of :data:`BROWSER_LOGGERS` during the export; a failing export still
+    raises and is reported by :func:`write_figures` itself."""
+    loggers = [logging.getLogger(name) for name in BROWSER_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _png_browser() -> str | None:
     """The Chrome or Chromium kaleido would use (``BROWSER_PATH``, Debian's, kaleido's own), or None."""
     _ensure_browser_path()
@@ -301,14 +322,13 @@ def write_figures(figures: dict[str | Path, go.Figure], png: bool = True) -> lis
         log.info("PNG export skipped (no Chrome or Chromium; `make browser` installs Debian's): "
                  "wrote the HTML of %d charts only", len(stems))
         return written
-    for name in ("kaleido", "choreographer"):  # their INFO lines are per browser tab
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
     targets = [stem.with_suffix(".png") for stem in stems]
     figs = list(figures.values())
     try:
-        pio.write_images(
-            figs, targets, width=1100, height=[int(f.layout.height or 600) for f in figs], scale=1
-        )
+        with _quiet_browser_logs():
+            pio.write_images(
+                figs, targets, width=1100, height=[int(f.layout.height or 600) for f in figs], scale=1
+            )
         written += targets
     except Exception as exc:  # kaleido or Chromium missing or broken: keep the HTML
         log.warning(
