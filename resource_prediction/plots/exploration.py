@@ -306,7 +306,8 @@ def feature_association_figure(table: pd.DataFrame) -> go.Figure:
     fig.update_layout(
         template=_TEMPLATE, title="Association of each feature with the log peak",
         xaxis_title="|Spearman| (numeric) or correlation ratio (categorical)", yaxis_title=None,
-        height=max(400, 140 + 22 * len(t)), legend_title="family",
+        height=max(400, 140 + 22 * len(t)),
+        legend={"title": "family", "orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},
         # Every bar labelled: plotly thins out the labels of a crowded categorical axis otherwise.
         yaxis={"categoryorder": "array", "categoryarray": list(t["feature"]), "tickmode": "array",
                "tickvals": list(t["feature"]), "ticktext": list(t["feature"]), "tickfont": {"size": 11}},
