@@ -196,14 +196,17 @@ def test_book_copy_drops_plotlyjs_and_hides_the_injected_parameters(tmp_path):
 def test_notebook_setup_reads_the_processed_telemetry_back_in_time_order(tmp_path, small_telemetry):
     from resource_prediction.data import save_telemetry, time_split
     from resource_prediction.notebook import notebook_setup
-    from resource_prediction.pipeline import write_processed
+    from resource_prediction.preprocessing import ModelPreprocessor
+    from resource_prediction.processed import write_processed
 
     jobs = small_telemetry.iloc[:400]
     data = save_telemetry(jobs, tmp_path / "jobs.csv")
     setup = notebook_setup(tmp_path / "artifacts", data_path=data)
     train, holdout = time_split(jobs)
-    frames = {"train": train, "holdout": holdout, "X_train": train[["jobs"]], "X_holdout": holdout[["jobs"]]}
-    write_processed(setup.paths, frames, None, data, 0.1)
+    pre = ModelPreprocessor()
+    frames = {"train": train, "holdout": holdout, "X_train": pre.fit_transform(train),
+              "X_holdout": pre.transform(holdout)}
+    write_processed(setup.paths, frames, pre, data, 0.1)
     telemetry = setup.telemetry()
     assert len(telemetry) == 400 and telemetry["time"].is_monotonic_increasing
     assert telemetry["atom_id"].tolist() == [*train["atom_id"], *holdout["atom_id"]]
