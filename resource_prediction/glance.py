@@ -1,8 +1,9 @@
 """Results at a glance: the headline of a run, read from the reports it wrote.
 
-Every figure comes from ``reports/champions.json``, ``reports/holdout_results.json`` (or ``.csv``)
-and ``reports/pareto.csv`` of an artifacts directory; nothing is typed in. Columns are read by name,
-so reports with more rows or columns (new baselines, new families) still work.
+Every figure comes from ``reports/champions.json``, ``reports/holdout_results.json`` (or ``.csv``),
+``reports/pareto.csv`` and ``reports/frontier.csv`` of an artifacts directory; nothing is typed in.
+Columns are read by name, so reports with more rows or columns (new baselines, new families) still
+work.
 :func:`write_glance_page` writes the book's *Results at a glance* page from them.
 """
 
@@ -28,14 +29,17 @@ COLUMNS = ["model", "role", "business score", "95 % interval", "under-allocated 
 
 
 def read_reports(paths: ArtifactPaths) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
-    """The run's champions, holdout table and Pareto table (``None`` when no frontier was written)."""
+    """The run's champions, holdout table and the points of its frontiers (``reports/pareto.csv``
+    and ``reports/frontier.csv``; ``None`` when neither was written), exported variants named."""
     reports = paths.reports
     champions = json.loads((reports / "champions.json").read_text())
     results = reports / "holdout_results.json"
     holdout = pd.read_json(results) if results.exists() else pd.read_csv(reports / "holdout_results.csv")
-    pareto_file = reports / "pareto.csv"
-    pareto = pd.read_csv(pareto_file) if pareto_file.exists() else None
-    return champions, holdout, pareto
+    # Exported variants: the quantile ensemble's (pareto.csv) and the cost-aware safe one (frontier.csv).
+    tables = [pd.read_csv(reports / name) for name in ("pareto.csv", "frontier.csv")
+              if (reports / name).exists()]
+    variants = pd.concat(tables, ignore_index=True) if tables else None
+    return champions, holdout, variants
 
 
 def _scored(holdout: pd.DataFrame) -> pd.DataFrame:
@@ -53,18 +57,18 @@ def _row(r: pd.Series, role: str) -> dict:
             "total over-allocation %": round(float(r["total_over_pct"]), 1)}
 
 
-def exported_variants(pareto: pd.DataFrame | None) -> pd.DataFrame:
-    """The Pareto points exported as variants, with their holdout figures (empty if none)."""
-    if pareto is None or "variant" not in pareto:
+def exported_variants(variants: pd.DataFrame | None) -> pd.DataFrame:
+    """The frontier points exported as variants, with their holdout figures (empty if none)."""
+    if variants is None or "variant" not in variants:
         return pd.DataFrame()
-    named = pareto[pareto["variant"].fillna("").astype(str) != ""]
+    named = variants[variants["variant"].fillna("").astype(str) != ""]
     needed = ["holdout_business_score", "holdout_under_pct", "holdout_total_over_pct"]
     if not set(needed) <= set(named.columns):
         return pd.DataFrame()
     return named.dropna(subset=needed)
 
 
-def glance_table(champions: dict, holdout: pd.DataFrame, pareto: pd.DataFrame | None) -> pd.DataFrame:
+def glance_table(champions: dict, holdout: pd.DataFrame, variants: pd.DataFrame | None) -> pd.DataFrame:
     """Champion, configured request, best baseline, oracle and exported variants on the holdout."""
     scored = _scored(holdout).set_index("family", drop=False)
     rows = []
@@ -78,7 +82,7 @@ def glance_table(champions: dict, holdout: pd.DataFrame, pareto: pd.DataFrame | 
         rows.append(_row(baselines.sort_values("business_score").iloc[0], "best other baseline"))
     if "oracle" in scored.index:
         rows.append(_row(scored.loc["oracle"], "oracle (best possible)"))
-    for v in exported_variants(pareto).itertuples():
+    for v in exported_variants(variants).itertuples():
         rows.append(_row(pd.Series({
             "family": v.variant, "business_score": v.holdout_business_score,
             "under_pct": v.holdout_under_pct, "total_over_pct": v.holdout_total_over_pct,
@@ -100,8 +104,8 @@ def _safer_choice(table: pd.DataFrame, holdout: pd.DataFrame, limit: float) -> p
 
 def glance_markdown(paths: ArtifactPaths) -> str:
     """The *Results at a glance* page (MyST Markdown) of the run under ``paths``."""
-    champions, holdout, pareto = read_reports(paths)
-    table = glance_table(champions, holdout, pareto)
+    champions, holdout, variants = read_reports(paths)
+    table = glance_table(champions, holdout, variants)
     prov = champions.get("provenance", {})
     lines = ["# Results at a glance", ""]
     intro = (
@@ -110,7 +114,7 @@ def glance_markdown(paths: ArtifactPaths) -> str:
         f"score = {prov.get('penalty', 5):g} x under-allocated jobs % + total over-allocation % "
         "(lower is better); the 95 % interval is a bootstrap over the jobs. Every figure on this page "
         "is read from the run's reports (`reports/holdout_results.json`, `reports/champions.json`, "
-        "`reports/pareto.csv`)."
+        "`reports/pareto.csv`, `reports/frontier.csv`)."
     ) if prov else "Every figure on this page is read from the run's reports."
     lines += [intro, ""]
     by_role = table.set_index("role")
@@ -151,8 +155,9 @@ def glance_markdown(paths: ArtifactPaths) -> str:
                 lines += [":::{attention}", warn, ":::", ""]
     lines += ["## The headline table", "", _markdown_table(table), ""]
     if (table["role"] == "exported variant").any():
-        lines += ["The exported variants are points of the quantile ensemble's frontier between failed "
-                  "jobs and wasted memory (see {doc}`04_evaluation`); the simulation replays them.", ""]
+        lines += ["The exported variants are points of the frontiers between failed jobs and wasted "
+                  "memory (the quantile ensemble's and the cost-aware model's, see {doc}`04_evaluation`); "
+                  "the simulation replays them.", ""]
     lines += ["The details: {doc}`04_evaluation` (every family, its interval and allocation "
               "categories) and {doc}`05_simulation` (the replay, job by job).", ""]
     return "\n".join(lines)

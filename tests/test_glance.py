@@ -52,6 +52,12 @@ def write_reports(root: Path, champion: str = "qe_regression", extra_column: boo
         {"variant": "qe_tiny_under_alloc", "holdout_business_score": 75.0, "holdout_under_pct": 1.5,
          "holdout_total_over_pct": 67.5},
     ]).to_csv(paths.reports / "pareto.csv", index=False)
+    pd.DataFrame([
+        {"family": "cost_aware_regression", "penalty": 50.0, "variant": "cost_aware_safe",
+         "holdout_business_score": 70.0, "holdout_under_pct": 2.0, "holdout_total_over_pct": 60.0},
+        {"family": "cost_aware_regression", "penalty": 5.0, "variant": "",
+         "holdout_business_score": np.nan, "holdout_under_pct": np.nan, "holdout_total_over_pct": np.nan},
+    ]).to_csv(paths.reports / "frontier.csv", index=False)
     return paths
 
 
@@ -65,7 +71,7 @@ def test_glance_table_reads_every_figure_from_the_reports(tmp_path):
     assert table.loc["best other baseline", "model"] == "max_seen"  # the best baseline that is not today's
     assert table.loc["oracle (best possible)", "business score"] == 50.0
     variants = table.loc["exported variant"]
-    assert list(variants["model"]) == ["qe_balanced", "qe_tiny_under_alloc"]
+    assert list(variants["model"]) == ["qe_balanced", "qe_tiny_under_alloc", "cost_aware_safe"]
 
 
 def test_glance_says_when_the_champion_fails_more_jobs_than_today(tmp_path):

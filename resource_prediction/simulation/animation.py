@@ -191,12 +191,26 @@ def replay_animation(
 ANIMATION_VARIANTS = 2
 
 
+def _variants(entries: list[ModelEntry]) -> list[ModelEntry]:
+    """Exported variants: other app exports first (the cost-aware safe variant), then the QE ones."""
+    other = [e for e in entries if e.kind == "other" and e.key.startswith("app/")]
+    return other + [e for e in entries if e.kind == "quantile_ensemble"]
+
+
 def default_entries(entries: list[ModelEntry], n_variants: int = ANIMATION_VARIANTS) -> list[ModelEntry]:
     """The static replay's models: the champion and the first ``n_variants`` exported variants
-    (catalog order); without a champion, the classification model instead."""
+    (the safe variant, if exported, then the quantile ensemble's); without a champion, the
+    classification model instead."""
     lead = [e for e in entries if e.kind == "champion"] or [e for e in entries if e.kind == "classification"]
-    variants = [e for e in entries if e.kind == "quantile_ensemble"]
-    return lead[:1] + variants[:n_variants]
+    return lead[:1] + _variants(entries)[:n_variants]
+
+
+def _label(entry: ModelEntry, artifacts_dir: str | Path) -> str:
+    if entry.kind == "champion":
+        return _champion_label(artifacts_dir)
+    if entry.kind == "other":  # app/cost_aware/cost_aware_safe -> "Variant cost_aware_safe"
+        return f"Variant {Path(entry.key).stem}"
+    return entry.label
 
 
 def _champion_label(artifacts_dir: str | Path) -> str:
@@ -228,11 +242,11 @@ def animation_for_artifacts(
     models = {}
     entries = discover_models(artifacts_dir)
     chosen = default_entries(entries)
-    spare = [e for e in entries if e.kind == "quantile_ensemble" and e not in chosen]
+    spare = [e for e in _variants(entries) if e not in chosen]
     for entry in chosen + spare:
         if len(models) == 1 + ANIMATION_VARIANTS:
             break
-        label = _champion_label(artifacts_dir) if entry.kind == "champion" else entry.label
+        label = _label(entry, artifacts_dir)
         try:
             models[label] = load_entry(entry)
         except Exception as exc:  # a broken artifact must not stop the book
