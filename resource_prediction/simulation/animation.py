@@ -104,7 +104,7 @@ def _controls(stops: list[int], frame_ms: int) -> dict:
     return dict(
         updatemenus=[dict(type="buttons", direction="left", x=0, y=-0.16, xanchor="left", yanchor="top",
                           showactive=False, pad=dict(t=0, r=10), buttons=buttons)],
-        sliders=[dict(active=0, steps=steps, x=0.15, len=0.85, y=-0.16, yanchor="top",
+        sliders=[dict(active=0, steps=steps, x=0.2, len=0.8, y=-0.16, yanchor="top",
                       currentvalue=dict(prefix="jobs replayed: "), pad=dict(t=0, b=0))],
     )
 
