@@ -45,7 +45,7 @@ from resource_prediction.synthetic import DEFAULT_N_JOBS, generate_telemetry
 __all__ = [
     "RAW_COLUMNS", "REQUIRED_COLUMNS", "add_format_flags",
     "coerce_raw", "format_options",
-    "ensure_default_data", "load_telemetry", "prepare_rows", "read_raw", "read_rows", "save_telemetry", "time_split",
+    "detect_file_format", "ensure_default_data", "load_telemetry", "prepare_rows", "read_raw", "read_rows", "save_telemetry", "time_split",
 ]
 
 log = logging.getLogger(__name__)
@@ -232,11 +232,17 @@ def load_telemetry(
     if format == "auto":
         if not path.exists():
             raise TelemetryError(f"{path}: no such file")
-        format = slurm.sniff(path) or _detect_file_format(path)
+        format = detect_file_format(path)
     return _READERS[format](path, str(path), input_size=input_size, fields=fields, delimiter=delimiter)
 
 
-def _detect_file_format(path: Path) -> str:
+def detect_file_format(path: str | Path) -> str:
+    """The format of a telemetry file from its first line (an sacct export without a header too)."""
+    path = Path(path)
+    return slurm.sniff(path) or _detect_header_format(path)
+
+
+def _detect_header_format(path: Path) -> str:
     if path.suffix.lower() in {".parquet", ".pq"}:
         import pyarrow.parquet as pq
 
@@ -292,7 +298,7 @@ def read_rows(path: str | Path, schema: str | Schema, *, fields=None, delimiter:
     name = get_schema(schema).name
     if not path.exists() or path.stat().st_size == 0:
         raise TelemetryError(f"{path}: no such file or the file is empty")
-    found = slurm.sniff(path) or _detect_file_format(path)
+    found = detect_file_format(path)
     if found != name:
         raise TelemetryError(
             f"{path}: this model was trained on {name} telemetry but the rows look like {found} telemetry:"

@@ -322,6 +322,19 @@ def write_book_copy(executed: Path, book_copy: Path) -> Path:
     return book_copy
 
 
+def _check_build_telemetry(data: Path, data_format: str) -> None:
+    """The notebooks explore and chart build telemetry: other sources go through the subcommands."""
+    from resource_prediction.data import detect_file_format
+
+    found = data_format if data_format != "auto" else (detect_file_format(data) if data.exists() else "build")
+    if found != "build":
+        raise ValueError(
+            f"{data} is {found} telemetry: the notebooks describe build telemetry; train and evaluate "
+            f"{found} data with `resource-prediction evaluate --data {data.name} --evaluate-all-archs` "
+            "(and `search`), then `predict` and `export`"
+        )
+
+
 def run_pipeline(config: PipelineConfig, echo=print) -> list[NotebookRun]:
     """Run the notebooks of ``config`` in order, one line per notebook through ``echo``.
 
@@ -331,6 +344,7 @@ def run_pipeline(config: PipelineConfig, echo=print) -> list[NotebookRun]:
     data = Path(config.data) if config.data else generated_data_path(paths, config.jobs, config.seed)
     if not data.exists():
         echo(f"warning: data file {data} does not exist (notebook 01 will fail)")
+    _check_build_telemetry(data, config.data_format)
     if config.skip_preprocessing and not has_processed(paths):
         raise FileNotFoundError(
             f"--skip-preprocessing: no processed data in {paths.processed}; run without it first"

@@ -31,3 +31,11 @@ def test_module_entry_point_reports_bad_input(tmp_path):
     )
     assert proc.returncode == 2
     assert "separator" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_the_notebook_pipeline_refuses_other_sources_and_points_to_evaluate(tmp_path, capsys):
+    trace = tmp_path / "trace_demo.csv"
+    trace.write_text("process,submit,memory,peak_rss\nA,1719302359716,4294967296,1073741824\n")
+    assert main(["--preprocess-only", "--data", str(trace), "--artifacts-dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "nextflow telemetry: the notebooks describe build telemetry" in err and "evaluate" in err
