@@ -527,6 +527,10 @@ def search_space(trial) -> dict:
     """Optuna search space of :class:`CostAwareRegressor` (the penalty is the study's, not tuned)."""
     return {
         **suggest_preprocessor_params(trial),
+        # The history level the trees read: a longer memory is less noisy, a shorter one lags
+        # less behind drift; a group short of peaks borrows its coarse group's.
+        "pre__ewm_alpha": trial.suggest_float("pre__ewm_alpha", 0.05, 0.5, log=True),
+        "pre__min_history": trial.suggest_categorical("pre__min_history", [1, 3, 5]),
         "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
         "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
