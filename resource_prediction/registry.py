@@ -185,11 +185,11 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
             "95th percentile of the job group's last 5 peaks x margin (VPA-style recommender).",
         ),
         ModelFamily(
-            "max_seen", "baseline", baselines.MaxSeen, baselines.max_seen_search_space,
+            "max_seen", "baseline", baselines.MAX_SEEN, baselines.max_seen_search_space,
             "Largest peak of the job group so far x 1.2, updated online (request while unseen).",
         ),
         ModelFamily(
-            "vpa", "baseline", baselines.VerticalPodAutoscaler,
+            "vpa", "baseline", baselines.VPA,
             baselines.configured_request_search_space,
             "Kubernetes VPA: 90th percentile of a decaying histogram of the group's peaks + 15 %.",
         ),

@@ -25,10 +25,9 @@ from resource_prediction.models import (
     CostAwareRegressor,
     GlobalQuantile,
     GroupPercentile,
-    MaxSeen,
+    HistoryBaseline,
     PolicyBoostingRegressor,
     QuantileEnsembleRegressor,
-    VerticalPodAutoscaler,
     business_scorer,
     learn_bins,
 )
@@ -436,8 +435,7 @@ _CHECKED = [
     CostAwareRegressor(n_estimators=5, scale_n_estimators=5, n_support=16),
     ConfiguredRequest(column=0),
     GroupPercentile(column=0),
-    MaxSeen(column=0),
-    VerticalPodAutoscaler(column=0),
+    HistoryBaseline(column=0),
     GlobalQuantile(),
 ]
 

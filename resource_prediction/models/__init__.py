@@ -20,8 +20,7 @@ from resource_prediction.models.baselines import (
     ConfiguredRequest,
     GlobalQuantile,
     GroupPercentile,
-    MaxSeen,
-    VerticalPodAutoscaler,
+    HistoryBaseline,
 )
 from resource_prediction.models.binned import BinnedClassifier, learn_bins
 from resource_prediction.models.boosting import PolicyBoostingRegressor
@@ -37,10 +36,9 @@ __all__ = [
     "DeployableModel",
     "GlobalQuantile",
     "GroupPercentile",
-    "MaxSeen",
+    "HistoryBaseline",
     "PolicyBoostingRegressor",
     "QuantileEnsembleRegressor",
-    "VerticalPodAutoscaler",
     "business_loss",
     "business_scorer",
     "learn_bins",

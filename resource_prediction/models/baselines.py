@@ -4,12 +4,12 @@
   the cluster allocates today.
 * :class:`GroupPercentile`: the 95th percentile of the job group's recent peaks times a margin
   (``hist_grp_p95_5 x margin``): how Kubernetes VPA / GKE Autopilot recommend requests.
-* :class:`MaxSeen`: the largest peak the job's group has seen so far times a margin, updated as
-  jobs finish (the configured request for a group without history): what workflow users and
-  trace-to-config tools do today.
-* :class:`VerticalPodAutoscaler`: Kubernetes VPA's recommendation for the job's group (90th
-  percentile of a decaying histogram of peaks + 15 %, bumped after out-of-memory kills;
-  :mod:`resource_prediction.features.vpa`), the configured request until it has history.
+* :class:`HistoryBaseline` as :data:`MAX_SEEN`: the largest peak the job's group has seen so far
+  times 1.2, updated as jobs finish (the configured request for a group without history): what
+  workflow users and trace-to-config tools do today; and as :data:`VPA`: Kubernetes VPA's
+  recommendation for the job's group (90th percentile of a decaying histogram of peaks + 15 %,
+  bumped after out-of-memory kills; :mod:`resource_prediction.features.vpa`), the configured
+  request until it has history.
 * :class:`GlobalQuantile`: one quantile of all training peaks for every job.
 """
 
@@ -26,8 +26,9 @@ __all__ = [
     "ConfiguredRequest",
     "GlobalQuantile",
     "GroupPercentile",
-    "MaxSeen",
-    "VerticalPodAutoscaler",
+    "MAX_SEEN",
+    "VPA",
+    "HistoryBaseline",
     "configured_request_search_space",
     "global_quantile_search_space",
     "group_percentile_search_space",
@@ -131,8 +132,36 @@ class GroupPercentile(ColumnBaseline):
 
 
 class HistoryBaseline(ColumnBaseline):
-    """A history column times ``margin``; the configured request where the group has no peak
-    yet (``history`` below 1) or the column is unusable (abstract: subclasses set the defaults)."""
+    """Allocate a per-group history column times ``margin``; the configured request where the
+    group has no peak yet (``history`` below 1) or the column is unusable.
+
+    The registry's ``max_seen`` and ``vpa`` families are two settings of it
+    (:data:`MAX_SEEN`, :data:`VPA`).
+
+    Parameters
+    ----------
+    column : str or int
+        The group's recommendation (GB): ``hist_grp_max_seen`` (largest peak so far) or
+        ``hist_grp_vpa`` (VPA's, margin and out-of-memory bumps included).
+    margin : float
+        Multiplier.
+    request : str
+        The configured request (GB), allocated while the group has no history.
+    history : str
+        The number of peaks the job's group has seen.
+
+    Attributes
+    ----------
+    fallback_gb_ : float
+        Median training value of the column, for rows with neither history nor request.
+    """
+
+    def __init__(self, column: str | int = "hist_grp_max_seen", margin: float = 1.2,
+                 request: str = "memreq_gb", history: str = "hist_grp_count"):
+        self.column = column
+        self.margin = margin
+        self.request = request
+        self.history = history
 
     def _check_params(self) -> None:
         if self.margin <= 0:
@@ -153,61 +182,10 @@ class HistoryBaseline(ColumnBaseline):
         return np.where(usable, values, fallback)
 
 
-class MaxSeen(HistoryBaseline):
-    """Allocate the largest peak the job's group has seen so far times ``margin``.
-
-    Parameters
-    ----------
-    column : str or int
-        The group's running maximum peak (GB), ``hist_grp_max_seen`` by default.
-    margin : float
-        Multiplier (1.2: the rule of thumb of workflow users).
-    request : str
-        The configured request (GB), allocated while the group has no history.
-    history : str
-        The number of peaks the job's group has seen.
-
-    Attributes
-    ----------
-    fallback_gb_ : float
-        Median training value of the column, for rows with neither history nor request.
-    """
-
-    def __init__(self, column: str | int = "hist_grp_max_seen", margin: float = 1.2,
-                 request: str = "memreq_gb", history: str = "hist_grp_count"):
-        self.column = column
-        self.margin = margin
-        self.request = request
-        self.history = history
-
-
-class VerticalPodAutoscaler(HistoryBaseline):
-    """Allocate Kubernetes VPA's recommendation for the job's group.
-
-    Parameters
-    ----------
-    column : str or int
-        The group's VPA recommendation (GB), ``hist_grp_vpa`` by default (it includes VPA's
-        15 % margin and out-of-memory bumps).
-    margin : float
-        Extra multiplier (1: VPA as it ships).
-    request : str
-        The configured request (GB), allocated while the group has no history.
-    history : str
-        The number of peaks the job's group has seen.
-
-    Attributes
-    ----------
-    fallback_gb_ : float
-        Median training value of the column, for rows with neither history nor request.
-    """
-
-    def __init__(self, column: str | int = "hist_grp_vpa", margin: float = 1.0,
-                 request: str = "memreq_gb", history: str = "hist_grp_count"):
-        self.column = column
-        self.margin = margin
-        self.request = request
-        self.history = history
+#: The largest peak the group has seen so far x 1.2: what workflow users and trace-to-config tools do.
+MAX_SEEN = HistoryBaseline(column="hist_grp_max_seen", margin=1.2)
+#: Kubernetes VPA's recommendation as it ships (:mod:`resource_prediction.features.vpa`).
+VPA = HistoryBaseline(column="hist_grp_vpa", margin=1.0)
 
 
 class GlobalQuantile(BasePredictor):
