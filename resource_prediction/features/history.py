@@ -17,6 +17,7 @@ groups subtracted in closed form.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -130,6 +131,86 @@ class HistoryFeatures:
         self.max_seen = np.full(np.shape(count), np.nan) if max_seen is None else max_seen
 
 
+class _State(NamedTuple):
+    """The stored history of each key of a batch: state row (-1: new group), peaks seen, the
+    exponentially weighted mean's sums and the largest peak (``-inf`` for none)."""
+
+    sidx: np.ndarray
+    count: np.ndarray
+    num: np.ndarray
+    den: np.ndarray
+    peak_max: np.ndarray
+
+
+class _Rows(NamedTuple):
+    """A batch's rows sorted by group, stable (time order holds within a group)."""
+
+    perm: np.ndarray  # sorted position -> input row
+    g: np.ndarray  # group code of each sorted row
+    x: np.ndarray  # peak of each sorted row (NaN: unknown)
+    valid: np.ndarray  # the peak is known
+    vrows: np.ndarray  # sorted positions of the known peaks
+    n_valid: np.ndarray  # known peaks per group
+    valid_start: np.ndarray  # known peaks of the batch before each group's first row
+    c: np.ndarray  # known peaks of the same group before each sorted row
+
+
+def _sort_by_group(codes: np.ndarray, peaks: np.ndarray, n_keys: int) -> _Rows:
+    """Sort rows by group and count, per row, the known peaks of its group before it."""
+    # Stable sort keeps time order within a group; 16-bit codes let numpy use a radix sort.
+    perm = np.argsort(codes.astype(np.uint16) if n_keys <= 65536 else codes, kind="stable")
+    g = codes[perm]
+    x = peaks[perm]
+    valid = ~np.isnan(x)
+    n_valid = np.bincount(g, weights=valid, minlength=n_keys).astype(np.int64)
+    row_start = np.zeros(n_keys, dtype=np.int64)
+    np.cumsum(np.bincount(g, minlength=n_keys)[:-1], out=row_start[1:])
+    cum_valid = np.cumsum(valid) - valid  # valid rows before each sorted row
+    valid_start = cum_valid[row_start]
+    c = cum_valid - valid_start[g]
+    return _Rows(perm, g, x, valid, np.flatnonzero(valid), n_valid, valid_start, c)
+
+
+class _EwmLevel:
+    """The exponentially weighted mean's sums after ``k`` new peaks of group ``gi``.
+
+    ``y_j = r y_{j-1} + x_j`` runs once over all new peaks (one ``lfilter`` pass); a group's level
+    subtracts the carry-over ``r^k y_{start-1}`` of the groups before it, and ``den`` follows
+    ``den' = r den + 1`` in closed form.
+    """
+
+    def __init__(self, alpha: float, rows: _Rows, state: _State):
+        self.alpha, self.r = alpha, 1.0 - alpha
+        self.valid_start, self.num0, self.den0 = rows.valid_start, state.num, state.den
+        self.filt = np.zeros(rows.vrows.size + 1)
+        if rows.vrows.size:
+            from scipy.signal import lfilter
+
+            self.filt[1:] = lfilter([1.0], [1.0, -self.r], rows.x[rows.vrows])
+
+    def __call__(self, gi: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rk = self.r**k
+        vs = self.valid_start[gi]
+        num = rk * self.num0[gi] + self.filt[vs + k] - rk * self.filt[vs]
+        den = rk * self.den0[gi] + (1.0 - rk) / self.alpha
+        return num, den
+
+
+def _in_row_order(
+    rows: _Rows, state: _State, stats: list[np.ndarray], seen_max: np.ndarray,
+    out_index: np.ndarray | None,
+) -> HistoryFeatures:
+    """The sorted rows' features written back to their output positions."""
+    n = rows.perm.size
+    dest = rows.perm if out_index is None else out_index[rows.perm]
+    out = HistoryFeatures([np.empty(n) for _ in stats], np.empty(n), np.empty(n))
+    for o, values in zip(out.stats, stats, strict=True):
+        o[dest] = values
+    out.count[dest] = state.count[rows.g] + rows.c
+    out.max_seen[dest] = np.where(np.isfinite(seen_max), seen_max, np.nan)
+    return out
+
+
 class GroupHistory:
     """The last peaks of every group of one grouping level, and rolling statistics over them.
 
@@ -211,81 +292,59 @@ class GroupHistory:
             Output position of each row (default: the input order); saves a gather when the caller
             sorted the rows by time.
         """
-        n, n_keys = codes.size, len(keys)
-        if n == 0:
+        if codes.size == 0:
             return HistoryFeatures(np.empty((len(STAT_NAMES), 0)), np.empty(0))
+        state = self._state_of(keys)
+        rows = _sort_by_group(codes, peaks, len(keys))
+        seq, base = self._window_sequence(state, rows)
+        peaks_at = WindowPeaks(seq)
+        level = _EwmLevel(self.alpha, rows, state)
+        start = base[rows.g] + rows.c  # the LONG slots ending just before the row
+        n_avail = np.minimum(np.minimum(state.count, LONG)[rows.g] + rows.c, LONG)
+        stats = peaks_at.stats(start, n_avail, *level(rows.g, rows.c))
+        seen_max, group_max = _running_max(rows.g, np.where(rows.valid, rows.x, -np.inf), state.peak_max)
+        out = _in_row_order(rows, state, stats, seen_max, out_index)
+        if commit:
+            end = base + rows.n_valid
+            count = state.count + rows.n_valid
+            num, den = level(np.arange(len(keys)), rows.n_valid)
+            next_stats = peaks_at.stats(end, np.minimum(count, LONG), num, den)
+            last = seq[end[:, None] + np.arange(LONG)]
+            self._store(keys, state.sidx, last, count, num, den, np.column_stack(next_stats), group_max)
+        return out
+
+    def _state_of(self, keys: Sequence[Hashable]) -> _State:
+        """The stored history of each key (empty for groups never seen)."""
         sidx = self.lookup(keys)
+        n_keys = len(keys)
+        if self.n_groups == 0:
+            return _State(sidx, np.zeros(n_keys, np.int64), np.zeros(n_keys), np.zeros(n_keys),
+                          np.full(n_keys, -np.inf))
         known = sidx >= 0
         safe = np.where(known, sidx, 0)
-        has_state = self.n_groups > 0
-        count0 = np.where(known, self.count[safe], 0) if has_state else np.zeros(n_keys, np.int64)
-        num0 = np.where(known, self.num[safe], 0.0) if has_state else np.zeros(n_keys)
-        den0 = np.where(known, self.den[safe], 0.0) if has_state else np.zeros(n_keys)
-        max0 = np.where(known, self.peak_max[safe], -np.inf) if has_state else np.full(n_keys, -np.inf)
+        return _State(
+            sidx,
+            np.where(known, self.count[safe], 0),
+            np.where(known, self.num[safe], 0.0),
+            np.where(known, self.den[safe], 0.0),
+            np.where(known, self.peak_max[safe], -np.inf),
+        )
 
-        # Stable sort keeps time order within a group; 16-bit codes let numpy use a radix sort.
-        perm = np.argsort(codes.astype(np.uint16) if n_keys <= 65536 else codes, kind="stable")
-        g = codes[perm]
-        x = peaks[perm]
-        valid = ~np.isnan(x)
-        n_valid = np.bincount(g, weights=valid, minlength=n_keys).astype(np.int64)
-        row_start = np.zeros(n_keys, dtype=np.int64)
-        np.cumsum(np.bincount(g, minlength=n_keys)[:-1], out=row_start[1:])
-        cum_valid = np.cumsum(valid) - valid  # valid rows before each sorted row
-        valid_start = cum_valid[row_start]
-        c = cum_valid - valid_start[g]  # valid rows of the same group before the row
-
-        # Flat layout: per group LONG slots of stored peaks, then its new peaks in time order.
-        block = LONG + n_valid
+    def _window_sequence(self, state: _State, rows: _Rows) -> tuple[np.ndarray, np.ndarray]:
+        """The flat peak array (per group ``LONG`` slots of stored peaks, then its new peaks in time
+        order) and each group's first position in it."""
+        n_keys = state.sidx.size
+        block = LONG + rows.n_valid
         base = np.zeros(n_keys, dtype=np.int64)
         np.cumsum(block[:-1], out=base[1:])
         seq = np.full(int(block.sum()), np.nan)
         init = np.full((n_keys, LONG), np.nan)
-        if has_state:
-            init[known] = self.last[sidx[known]]
+        known = state.sidx >= 0
+        if self.n_groups > 0:
+            init[known] = self.last[state.sidx[known]]
         seq[(base[:, None] + np.arange(LONG)).ravel()] = init.ravel()
-        vrows = np.flatnonzero(valid)
-        seq[base[g[vrows]] + LONG + c[vrows]] = x[vrows]
-        peaks_at = WindowPeaks(seq)
-        start = base[g] + c  # the LONG slots ending just before the row
-        avail0 = np.minimum(count0, LONG)
-
-        # Exponentially weighted mean: y_j = r y_{j-1} + x_j over all new peaks, minus the carry-over
-        # r^c y_{start-1} from the previous group; den follows den' = r den + 1 in closed form.
-        r = 1.0 - self.alpha
-        filt = np.zeros(vrows.size + 1)
-        if vrows.size:
-            from scipy.signal import lfilter
-
-            filt[1:] = lfilter([1.0], [1.0, -r], x[vrows])
-
-        def level(gi: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            rk = r**k
-            vs = valid_start[gi]
-            num = rk * num0[gi] + filt[vs + k] - rk * filt[vs]
-            den = rk * den0[gi] + (1.0 - rk) / self.alpha
-            return num, den
-
-        num, den = level(g, c)
-        stats = peaks_at.stats(start, np.minimum(avail0[g] + c, LONG), num, den)
-        seen_max, group_max = _running_max(g, np.where(valid, x, -np.inf), max0)
-        dest = perm if out_index is None else out_index[perm]
-        out = HistoryFeatures([np.empty(n) for _ in stats], np.empty(n), np.empty(n))
-        for o, values in zip(out.stats, stats, strict=True):
-            o[dest] = values
-        out.count[dest] = count0[g] + c
-        out.max_seen[dest] = np.where(np.isfinite(seen_max), seen_max, np.nan)
-
-        if commit:
-            gi = np.arange(n_keys)
-            end = base + n_valid
-            new_count = count0 + n_valid
-            new_num, new_den = level(gi, n_valid)
-            new_stats = peaks_at.stats(end, np.minimum(new_count, LONG), new_num, new_den)
-            new_last = seq[end[:, None] + np.arange(LONG)]
-            self._store(keys, sidx, new_last, new_count, new_num, new_den, np.column_stack(new_stats),
-                        group_max)
-        return out
+        seq[base[rows.g[rows.vrows]] + LONG + rows.c[rows.vrows]] = rows.x[rows.vrows]
+        return seq, base
 
     def _store(self, keys, sidx, last, count, num, den, stats, peak_max) -> None:
         """Overwrite known groups and append new ones."""
