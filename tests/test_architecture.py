@@ -1,4 +1,4 @@
-"""The house rules read from the source: no private APIs of other libraries, imports one way."""
+"""The house rules read from the source: no private APIs of other libraries, no two modules importing each other."""
 
 from __future__ import annotations
 
@@ -20,13 +20,6 @@ MEASURED_EXCEPTIONS: dict[str, set[str]] = {
     "features/raw.py": {"_get_column_array"},
     # pandas' DataFrame._from_arrays: 102 us against 317 us for the public constructor.
     "preprocessing.py": {"_from_arrays"},
-}
-#: Pairs of modules importing each other that the data issue's schema work removes (#12); none
-#: may be added.
-PENDING_PAIRS = {
-    ("resource_prediction.cli", "resource_prediction.pipeline"),
-    ("resource_prediction.cli", "resource_prediction.training.commands"),
-    ("resource_prediction.data", "resource_prediction.nextflow"),
 }
 
 
@@ -154,7 +147,7 @@ def test_no_two_modules_import_each_other():
     mutual = {
         (a, b) for a, b in itertools.combinations(sorted(graph), 2) if b in graph[a] and a in graph[b]
     }
-    assert mutual <= PENDING_PAIRS, f"modules importing each other: {sorted(mutual - PENDING_PAIRS)}"
+    assert not mutual, f"modules importing each other: {sorted(mutual)}"
 
 
 def test_documented_import_paths():
