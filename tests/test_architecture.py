@@ -1,4 +1,4 @@
-"""The house rules read from the source: no private APIs of other libraries, no two modules importing each other."""
+"""House rules read from the source: no private API of other libraries, no mutual imports."""
 
 from __future__ import annotations
 
