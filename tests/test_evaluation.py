@@ -196,6 +196,20 @@ def test_champions_ignore_the_holdout_scores():
     assert Trainer.champions(table) == {"regression": "b", "classification": "c", "overall": "b"}
 
 
+def test_small_data_validates_on_up_to_three_windows(jobs):
+    """Below min_val_jobs validated jobs, consecutive earlier windows join the latest one."""
+    small = Trainer(jobs, storage="memory", min_val_jobs=10_000)
+    windows = small.validation_windows()
+    assert len(windows) == 3
+    for fit_raw, val_raw in windows:
+        assert len(val_raw) == len(small.val_raw)
+        assert fit_raw["time"].max() <= val_raw["time"].min()
+        assert val_raw["time"].max() <= small.holdout_raw["time"].min()
+    assert windows[0][1].equals(small.val_raw)
+    assert windows[1][1]["time"].max() <= windows[0][1]["time"].min()
+    assert len(Trainer(jobs, storage="memory", min_val_jobs=1).validation_windows()) == 1
+
+
 def test_validation_window_lies_inside_the_training_period(regression_run, jobs):
     _, trainer, _ = regression_run
     assert trainer.val_raw["time"].min() >= trainer.fit_raw["time"].max()

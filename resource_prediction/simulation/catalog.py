@@ -6,6 +6,7 @@ The training exports (see :mod:`resource_prediction.training`)::
     trained_models/app/qe/qe_balanced.pkl            QE Pareto variants          -> "Quantile Ensemble: ..."
     trained_models/app/qe/qe_tiny_under_alloc.pkl
     trained_models/app/qe/qe_small_waste.pkl
+    trained_models/app/cost_aware/cost_aware_safe.pkl  the safe variant -> "Cost-aware: no more ..."
     trained_models/champion.pkl                      overall champion            -> "Overall champion"
     trained_models/<family>.pkl                      best model of each family   -> "<family>"
 
@@ -42,7 +43,7 @@ QE_VARIANTS: dict[str, str] = {
 }
 
 #: Display order of the kinds of entries.
-KIND_ORDER = ("classification", "quantile_ensemble", "champion", "family", "other")
+KIND_ORDER = ("classification", "quantile_ensemble", "champion", "variant", "family", "other")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class ModelEntry:
     path : Path
         The ``.pkl`` file.
     kind : str
-        ``classification``, ``quantile_ensemble``, ``champion``, ``family`` or ``other``.
+        ``classification``, ``quantile_ensemble``, ``champion``, ``variant``, ``family`` or ``other``.
     """
 
     key: str
@@ -90,6 +91,8 @@ def _classify(rel: Path, classification_count: int) -> tuple[str, str]:
         return "classification", label
     if parts[:2] == ("app", "qe") and stem in QE_VARIANTS:
         return "quantile_ensemble", f"Quantile Ensemble: {QE_VARIANTS[stem]}"
+    if parts[:2] == ("app", "cost_aware"):
+        return "variant", "Cost-aware: no more failures than the configured request"
     if len(parts) == 1 and stem == "champion":
         return "champion", "Overall champion"
     if len(parts) == 1:

@@ -160,6 +160,9 @@ class Trainer:
         the variants (quantile ensemble grid, cost-aware penalties).
     refit_all : bool
         Refit the exported models on every row (training and holdout) before writing them.
+    min_val_jobs : int
+        Validation jobs wanted before one window chooses: smaller data validates on up to three
+        consecutive windows (:meth:`validation_windows`).
     pareto_n_alphas : int
         Quantile levels of the Pareto sweep (one model fit each).
     study_prefix : str
@@ -178,6 +181,7 @@ class Trainer:
         threads: int = 1,
         val_fraction: float = 0.15,
         refit_all: bool = True,
+        min_val_jobs: int = 1000,
         pareto_n_alphas: int = 5,
         study_prefix: str = STUDY_PREFIX,
     ):
@@ -190,6 +194,7 @@ class Trainer:
         self.threads = threads
         self.val_fraction = val_fraction
         self.refit_all = refit_all
+        self.min_val_jobs = min_val_jobs
         self.pareto_n_alphas = pareto_n_alphas
         self.study_prefix = study_prefix
         self.train_raw, self.holdout_raw = time_split(raw_df, test_fraction)
@@ -269,10 +274,32 @@ class Trainer:
                  m["total_over_pct"], source)
         return self._row(family, fam.task_type, m, **extra), model, alloc
 
+    def validation_windows(self) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+        """``(fit rows, validation rows)`` pairs, the latest window first.
+
+        One window (the latest ``val_fraction`` of the training part) when it holds at least
+        ``min_val_jobs`` jobs; on smaller data up to three consecutive windows of that size, each
+        fitted on everything before it, so that one short stretch of a workflow does not choose
+        the champion alone.
+        """
+        windows = [(self.fit_raw, self.val_raw)]
+        size = len(self.val_raw)
+        while sum(len(v) for _, v in windows) < self.min_val_jobs and len(windows) < 3:
+            end = len(self.train_raw) - size * len(windows)
+            if end - size < size:  # keep at least as many fitting rows as validated ones
+                break
+            windows.append((self.train_raw.iloc[: end - size], self.train_raw.iloc[end - size : end]))
+        return windows
+
     def validate(self, family: ModelFamily, params: dict | None) -> dict:
-        """Metrics of ``family`` fitted before the validation window and replayed over it."""
-        model = DeployableModel.train(family, self.fit_raw, params, penalty=self.penalty, seed=self.seed)
-        return allocation_metrics(model.predict(self.val_raw), self.y_val, self.penalty)
+        """Metrics of ``family`` fitted before each validation window and replayed over it
+        (pooled over the windows of :meth:`validation_windows`)."""
+        alloc, peaks = [], []
+        for fit_raw, val_raw in self.validation_windows():
+            model = DeployableModel.train(family, fit_raw, params, penalty=self.penalty, seed=self.seed)
+            alloc.append(np.asarray(model.predict(val_raw), dtype=float))
+            peaks.append(target_gb(val_raw))
+        return allocation_metrics(np.concatenate(alloc), np.concatenate(peaks), self.penalty)
 
     def refit(self, model: DeployableModel) -> DeployableModel:
         """``model``'s family and parameters fitted on every row (training and holdout).
@@ -460,7 +487,7 @@ class Trainer:
         today = float(table.loc["configured_request", "val_under_pct"])
         chosen = choose_safe_penalty(points, today)
         if chosen is None:
-            log.warning("no penalty up to %g keeps %s at or below the configured request's %.2f %% "
+            log.info("no penalty up to %g keeps %s at or below the configured request's %.2f %% "
                         "under-allocation on the validation window: no safe variant", points["penalty"].max(),
                         name, today)
             return points
