@@ -14,6 +14,8 @@ from resource_prediction.preprocessing import ModelPreprocessor
 from resource_prediction.synthetic import generate_telemetry
 
 FAST = {"n_estimators": 60, "scale_n_estimators": 30, "n_support": 64}
+#: The model never has enough evidence to overrule the guard.
+NO_EVIDENCE = {"guard_evidence": 10**9}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,8 @@ def test_unseen_task_type_gets_finite_allocations_within_its_prior(new_task_type
 
 def test_guard_gives_cold_groups_their_request_capped_by_their_peers(new_task_type):
     pre, X, y, later, new = new_task_type
-    guarded = CostAwareRegressor(**FAST).fit(X, y)
+    guarded = CostAwareRegressor(**NO_EVIDENCE, **FAST).fit(X, y)
+    assert guarded.guard_active_
     unguarded = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     X_new = pre.transform(new.drop(columns=["max_rss", "max_rss_gb"]))
     floor = np.minimum(64.0, X_new["hist_grp_max_20"].to_numpy())
@@ -104,7 +107,7 @@ def test_guard_gives_cold_groups_their_request_capped_by_their_peers(new_task_ty
 def test_guard_learns_from_the_first_finished_jobs(new_task_type):
     """Replayed with their peaks, the new group's jobs leave the guard once they have history."""
     pre, X, y, _, new = new_task_type
-    guarded = CostAwareRegressor(**FAST).fit(X, y)
+    guarded = CostAwareRegressor(**NO_EVIDENCE, **FAST).fit(X, y)
     unguarded = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     X_replay = pre.transform(new)  # with peaks: each job sees the earlier new jobs
     count = X_replay["hist_grp_count"].to_numpy()
@@ -113,6 +116,18 @@ def test_guard_learns_from_the_first_finished_jobs(new_task_type):
     floor = np.minimum(64.0, X_replay["hist_grp_max_20"].to_numpy())
     np.testing.assert_allclose(alloc[count == 0], np.maximum(free, floor)[count == 0])
     np.testing.assert_allclose(alloc[count >= 1], free[count >= 1])
+
+
+def test_guard_steps_aside_only_with_evidence(new_task_type):
+    """The calibration prices the model and the guard on jobs without history; the guard stays
+    unless the model was cheaper there on enough of them."""
+    _, X, y, _, _ = new_task_type
+    model = CostAwareRegressor(guard_evidence=1, **FAST).fit(X, y)
+    evidence = model.guard_evidence_
+    assert evidence["cold_jobs"] >= 1
+    assert model.guard_active_ == (evidence["model_cost"] >= evidence["guard_cost"])
+    assert CostAwareRegressor(**NO_EVIDENCE, **FAST).fit(X, y).guard_active_
+    assert not CostAwareRegressor(guard=None, **FAST).fit(X, y).guard_active_
 
 
 @pytest.mark.parametrize(("mode", "expected"), [

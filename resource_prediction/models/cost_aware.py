@@ -74,6 +74,8 @@ class _Calibration:
     z: np.ndarray
     score: float = np.inf
     scale_model: object = None
+    rows: np.ndarray | None = None
+    alloc: np.ndarray | None = None
 
 
 def tail_levels(n_support: int, tail_power: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
@@ -159,9 +161,13 @@ class CostAwareRegressor(BasePredictor):
         The do-no-harm guard (:func:`~resource_prediction.models.guard.guard_allocation`) for jobs
         whose group has seen fewer than ``guard_min_history`` peaks (the ``history`` feature):
         ``"max"`` allocates at least the configured request capped at the peers' recent maximum
-        (``peers``), ``"request"`` the request itself; None disables it.
+        (``peers``), ``"request"`` the request itself; None disables it. It stays active unless
+        the calibration shows the model cheaper than the guard on at least ``guard_evidence``
+        jobs without history (``guard_active_``).
     guard_min_history : int
         History (peaks of the job's group) below which the guard applies.
+    guard_evidence : int
+        Jobs without history the calibration must hold before the model may overrule the guard.
     history : str or None
         Feature holding the number of peaks the job's group has seen.
     request : str or None
@@ -182,6 +188,11 @@ class CostAwareRegressor(BasePredictor):
     levels_, weights_ : ndarray of shape (n_support,)
     scale_floor_ : float
         Smallest scale predicted.
+    guard_active_ : bool
+        Whether the guard applies (see ``guard``).
+    guard_evidence_ : dict
+        Jobs without history in the calibration, and the model's and the guard's cost on them
+        (only when there were enough to decide).
     log_cap_ : float
         ``log`` of :data:`MAX_RATIO` x the largest training peak: no sample point lies above it.
     location_kind_ : str
@@ -197,11 +208,11 @@ class CostAwareRegressor(BasePredictor):
         self,
         penalty: float = DEFAULT_PENALTY,
         n_estimators: int = 100,
-        learning_rate: float = 0.1,
+        learning_rate: float = 0.15,
         num_leaves: int = 15,
         min_child_samples: int = 20,
         scale_n_estimators: int = 50,
-        scale_num_leaves: int = 7,
+        scale_num_leaves: int = 15,
         scale_min_child_samples: int = 50,
         location: str = "auto",
         offset: str | None = None,
@@ -217,6 +228,7 @@ class CostAwareRegressor(BasePredictor):
         widen: float = 1.0,
         guard: str | None = "max",
         guard_min_history: int = 1,
+        guard_evidence: int = 50,
         history: str | None = "hist_grp_count",
         request: str | None = "memreq_gb",
         peers: str | None = "hist_grp_max_20",
@@ -245,6 +257,7 @@ class CostAwareRegressor(BasePredictor):
         self.widen = widen
         self.guard = guard
         self.guard_min_history = guard_min_history
+        self.guard_evidence = guard_evidence
         self.history = history
         self.request = request
         self.peers = peers
@@ -383,7 +396,7 @@ class CostAwareRegressor(BasePredictor):
             table, counts = self._quantile_table(standardised, cats, order, index)
             score = business_score(alloc, y[rows], penalty=self.penalty)
             out.append(_Calibration(kind, offset_index, index, table, counts, floor, z, score,
-                                    scale_model))
+                                    scale_model, rows, alloc))
         return out
 
     def _mondrian_indices(self) -> list[int | None]:
@@ -436,7 +449,31 @@ class CostAwareRegressor(BasePredictor):
         self.residual_quantiles_, self.calibration_counts_ = best.table, best.counts
         self.scale_floor_, self.scale_model_ = best.floor, best.scale_model
         self.location_model_ = self._fit_model(self._makers(best.kind)[0], Xa, best.z)
+        self.guard_active_ = self._guard_needed(Xa[best.rows], y[best.rows], best.alloc)
         return self
+
+    def _guard_needed(self, Xa: np.ndarray, y: np.ndarray, alloc: np.ndarray) -> bool:
+        """Whether the model lacks evidence that it beats the guard on jobs without history.
+
+        On the calibration rows whose group had fewer than ``guard_min_history`` peaks, the
+        model's calibrated allocations and the guard's are priced like the business score; the
+        guard stays active unless the model was cheaper there, on at least ``guard_evidence``
+        such jobs.
+        """
+        if self.guard is None or self.history_index_ is None or self.request_index_ is None:
+            return False
+        guarded, changed = self._guard(Xa, alloc)
+        cold = np.nan_to_num(Xa[:, self.history_index_], nan=0.0) < self.guard_min_history
+        if cold.sum() < self.guard_evidence:
+            return True
+        unit = unit_failure_cost(float(y.mean()), self.penalty)
+
+        def cost(a: np.ndarray) -> float:
+            return float(np.sum(unit * (a[cold] < y[cold]) + np.maximum(a[cold] - y[cold], 0.0)))
+
+        self.guard_evidence_ = {"cold_jobs": int(cold.sum()), "model_cost": cost(alloc),
+                                "guard_cost": cost(guarded)}
+        return cost(alloc) >= cost(guarded)
 
     # ------------------------------------------------------------------ prediction
     def unit_cost(self) -> float:
@@ -471,7 +508,12 @@ class CostAwareRegressor(BasePredictor):
         return self._allocate(mu, scale, self.residual_quantiles_[cat])
 
     def _guarded(self, Xa: np.ndarray, alloc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The guard's allocation and where it changed the model's."""
+        """The guard's allocation where it is active, and where it changed the model's."""
+        if not getattr(self, "guard_active_", True):
+            return alloc, np.zeros(alloc.size, dtype=bool)
+        return self._guard(Xa, alloc)
+
+    def _guard(self, Xa: np.ndarray, alloc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.guard is None or self.history_index_ is None or self.request_index_ is None:
             return alloc, np.zeros(alloc.size, dtype=bool)
         peers = None if self.peers_index_ is None else Xa[:, self.peers_index_]
