@@ -52,8 +52,10 @@ __all__ = [
     "write_artifact",
 ]
 
-#: ``major.minor``: a reader accepts any file of its own major version.
-FORMAT_VERSION = "1.0"
+#: ``major.minor``: a reader accepts any file of its own major version. 2.0: models hold their
+#: telemetry schema and the composed estimators (1.x files name classes that no longer exist, so
+#: they are refused with a clear message instead of failing inside the unpickler).
+FORMAT_VERSION = "2.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 
