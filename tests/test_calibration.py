@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from resource_prediction.data import time_split
@@ -146,17 +145,16 @@ def test_guard_allocation_rules(mode, expected):
         guard_allocation(alloc, count, request, peers, mode="always")
 
 
-def test_flat_location_is_kept_where_the_group_maximum_predicts_best():
-    """Workflow-like data: a task's peak is one of a few input sizes the features do not show, so
-    the group's maximum seen is the best location and ``auto`` keeps the flat kind."""
-    rng = np.random.default_rng(0)
-    n = 3000
-    group = rng.integers(0, 6, n)
-    size = np.array([0.2, 1.0, 4.0, 10.0, 30.0, 60.0])[group]
-    y = size * np.where(rng.random(n) < 0.5, 1.0, 0.1) * rng.uniform(0.95, 1.0, n)
-    running = pd.Series(y).groupby(group).cummax().groupby(group).shift(1).fillna(pd.Series(size)).to_numpy()
-    X = pd.DataFrame({"hist_grp_max_20": running, "noise": rng.normal(size=n),
-                      "hist_grp_count": pd.Series(np.ones(n)).groupby(group).cumsum().to_numpy() - 1})
+def test_auto_keeps_the_candidate_with_the_best_forward_score(drifting):
+    """``location="auto"`` calibrates both kinds with every Mondrian candidate and keeps the one
+    whose allocations scored best on the later calibration rows."""
+    X, y, _, _ = drifting
     model = CostAwareRegressor(guard=None, **FAST).fit(X, y)
-    assert model.location_kind_ == "flat"
-    assert model.calibration_scores_[("flat", None)] < model.calibration_scores_[("trees", None)]
+    scores = model.calibration_scores_
+    assert {kind for kind, _ in scores} == {"trees", "flat"}
+    assert {m for _, m in scores} == {"hist_grp_count", None}
+    best_kind, best_split = min(scores, key=scores.get)
+    assert model.location_kind_ == best_kind
+    names = list(model.feature_names_in_)
+    chosen = None if model.mondrian_index_ is None else names[model.mondrian_index_]
+    assert chosen == best_split
