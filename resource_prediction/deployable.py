@@ -107,6 +107,43 @@ def latest_per_group(raw_df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     return latest.drop(columns=[c for c in ("max_rss", "max_rss_gb") if c in latest.columns]).copy()
 
 
+def _training_metadata(fam, params, estimator, preprocessor, schema, raw_df, y, *, penalty, seed) -> dict:
+    """Provenance of a model fitted on ``raw_df``: family, parameters, features, source, training
+    rows and versions."""
+    ns = _time_ns(raw_df)
+    ns = ns[ns != NAT_SORT_KEY]
+    first, last = (
+        (_iso(ns.min()), _iso(ns.max())) if ns.size else (None, None)
+    )
+    known = np.isfinite(y)
+    return {
+        "family": fam.name,
+        "task_type": fam.task_type,
+        "estimator_class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+        "params": jsonable(params),
+        "estimator_params": jsonable(estimator.get_params(deep=False)),
+        "preprocessor_params": jsonable(preprocessor.get_params(deep=False)),
+        "penalty": float(penalty),
+        "seed": int(seed),
+        "features": list(preprocessor.feature_names_),
+        "categorical_features": list(preprocessor.categorical_features_),
+        "source": schema.describe(),
+        "dropped_features": list(preprocessor.dropped_features_),
+        "training": {
+            "n_rows": int(len(raw_df)),
+            "n_rows_with_peak": int(known.sum()),
+            "time_start": first,
+            "time_end": last,
+            "mean_peak_gb": float(np.mean(y[known])),
+            "data_sha256": data_fingerprint(raw_df, schema.raw_columns),
+        },
+        "holdout_metrics": None,
+        "library_versions": _library_versions(),
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
 class DeployableModel:
     """A fitted preprocessor and predictor with their provenance.
 
@@ -198,37 +235,8 @@ class DeployableModel:
             raise ValueError("raw_df has no job with a positive peak to learn from")
         estimator.fit(X[known] if not known.all() else X, y[known])
 
-        ns = _time_ns(raw_df)
-        ns = ns[ns != NAT_SORT_KEY]
-        first, last = (
-            (_iso(ns.min()), _iso(ns.max())) if ns.size else (None, None)
-        )
-        metadata = {
-            "family": fam.name,
-            "task_type": fam.task_type,
-            "estimator_class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-            "params": jsonable(params),
-            "estimator_params": jsonable(estimator.get_params(deep=False)),
-            "preprocessor_params": jsonable(preprocessor.get_params(deep=False)),
-            "penalty": float(penalty),
-            "seed": int(seed),
-            "features": list(preprocessor.feature_names_),
-            "categorical_features": list(preprocessor.categorical_features_),
-            "source": schema.describe(),
-            "dropped_features": list(preprocessor.dropped_features_),
-            "training": {
-                "n_rows": int(len(raw_df)),
-                "n_rows_with_peak": int(known.sum()),
-                "time_start": first,
-                "time_end": last,
-                "mean_peak_gb": float(np.mean(y[known])),
-                "data_sha256": data_fingerprint(raw_df, schema.raw_columns),
-            },
-            "holdout_metrics": None,
-            "library_versions": _library_versions(),
-            "format_version": FORMAT_VERSION,
-            "created_at": datetime.now(UTC).isoformat(),
-        }
+        metadata = _training_metadata(fam, params, estimator, preprocessor, schema, raw_df, y,
+                                      penalty=penalty, seed=seed)
         model = cls(preprocessor, estimator, metadata, schema=schema)
         model.templates = latest_per_group(raw_df, schema)
         return model

@@ -109,6 +109,14 @@ def _controls(stops: list[int], frame_ms: int) -> dict:
     )
 
 
+def _log_range(peak: np.ndarray, request: np.ndarray, allocs: Mapping[str, np.ndarray]) -> list[float]:
+    """The y range (log10 units) that holds every peak, request and allocation with a margin."""
+    finite_request = request[np.isfinite(request) & (request > 0)]
+    values = np.concatenate([peak, finite_request, *allocs.values()])
+    values = values[values > 0]
+    return [np.log10(values.min() / 1.3), np.log10(values.max() * 1.3)]
+
+
 def replay_animation(
     models: Mapping[str, Any],
     jobs: pd.DataFrame,
@@ -168,23 +176,26 @@ def replay_animation(
                  layout=dict(title_text=f"{title}: {s:,} of {n:,} jobs", xaxis=dict(range=x_range(s))))
         for s in stops
     ]
-    finite_request = request[np.isfinite(request) & (request > 0)]
-    values = np.concatenate([peak, finite_request, *allocs.values()])
-    values = values[values > 0]
-    y_range = [np.log10(values.min() / 1.3), np.log10(values.max() * 1.3)]  # log axis: log10 units
+    y_range = _log_range(peak, request, allocs)
     fig = go.Figure(data=_frame_traces(x, peak, request, allocs, stops[0], span, penalty), frames=frames)
     t0, t1 = first["time"].iloc[0], first["time"].iloc[-1]
     fig.update_layout(
         title=dict(text=f"{title}: {stops[0]:,} of {n:,} jobs", y=0.98, yanchor="top"),
-        template="plotly_white", height=680,
         xaxis=dict(title=f"job in the replay (time order, {t0:%Y-%m-%d %H:%M} to {t1:%Y-%m-%d %H:%M} UTC)",
                    range=x_range(stops[0])),
         yaxis=dict(title="memory (GB, log scale)", type="log", range=y_range, dtick=1),
-        legend=dict(orientation="v", yanchor="bottom", y=1.02, xanchor="left", x=0),
-        margin=dict(l=60, r=20, t=190, b=130),
-        **_controls(stops, frame_ms),
+        **_LAYOUT, **_controls(stops, frame_ms),
     )
     return fig
+
+
+#: The replay's fixed layout: white template, room above the plot for the legend and below for
+#: the controls.
+_LAYOUT = dict(
+    template="plotly_white", height=680,
+    legend=dict(orientation="v", yanchor="bottom", y=1.02, xanchor="left", x=0),
+    margin=dict(l=60, r=20, t=190, b=130),
+)
 
 
 #: Exported variants shown next to the champion in the static replay.

@@ -105,6 +105,17 @@ def choose_variants(
     return {"qe_tiny_under_alloc": labels[tiny], "qe_balanced": labels[bal], "qe_small_waste": labels[small]}
 
 
+def _validation_features(family, train_raw: pd.DataFrame, pre_params: dict, val_fraction: float):
+    """Features and peaks of the training rows before the validation slice and of the slice
+    (replayed causally: validation jobs see earlier validation peaks)."""
+    inner, val = time_split(train_raw, val_fraction)
+    pre = ModelPreprocessor(**{"encoding": family.preferred_encoding, **pre_params})
+    X_inner = pre.fit_transform(inner)
+    X_val = pre.transform(val)
+    return (X_inner, inner["max_rss_gb"].to_numpy(dtype=float),
+            X_val, val["max_rss_gb"].to_numpy(dtype=float))
+
+
 def sweep_quantile_ensemble(
     family,
     train_raw: pd.DataFrame,
@@ -149,14 +160,7 @@ def sweep_quantile_ensemble(
     alphas = alpha_grid(best_alpha, n=n_alphas) if alphas is None else np.asarray(alphas, dtype=float)
     safeties = safety_grid(best_safety) if safeties is None else np.asarray(safeties, dtype=float)
 
-    inner, val = time_split(train_raw, val_fraction)
-    encoding = family.preferred_encoding
-    pre = ModelPreprocessor(**{"encoding": encoding, **pre_params})
-    X_inner = pre.fit_transform(inner)
-    X_val = pre.transform(val)  # causal replay: validation jobs see earlier validation peaks
-    y_inner = inner["max_rss_gb"].to_numpy(dtype=float)
-    y_val = val["max_rss_gb"].to_numpy(dtype=float)
-
+    X_inner, y_inner, X_val, y_val = _validation_features(family, train_raw, pre_params, val_fraction)
     rows = []
     for alpha in alphas:
         start = time.perf_counter()
