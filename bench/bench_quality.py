@@ -75,6 +75,7 @@ def evaluate(name: str, df: pd.DataFrame, workdir: Path) -> dict:
     trainer = Trainer(df, paths=ArtifactPaths(workdir / name), storage="memory", n_boot=200)
     result = trainer.run(evaluate_all_archs=True, write=False)
     record = summarise(name, result, time.perf_counter() - start)
+    record["selection"] = trainer.selection
     beats = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in record["champion_beats"].items())
     ratio = record["champion_ratio_to_oracle"]
     print(f"{name:22s} champion {record['champion']:24s} {record['champion_score']:7.1f}"

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from resource_prediction.data import time_split
+from resource_prediction.metrics import business_score
 from resource_prediction.models import CostAwareRegressor
-from resource_prediction.models.cost_aware import MAX_RATIO
+from resource_prediction.models.cost_aware import MAX_RATIO, block_median_score
 from resource_prediction.models.guard import guard_allocation
 from resource_prediction.preprocessing import ModelPreprocessor
 from resource_prediction.synthetic import generate_telemetry
@@ -146,15 +147,34 @@ def test_guard_allocation_rules(mode, expected):
 
 
 def test_auto_keeps_the_candidate_with_the_best_forward_score(drifting):
-    """``location="auto"`` calibrates both kinds with every Mondrian candidate and keeps the one
-    whose allocations scored best on the later calibration rows."""
+    """``location="auto"`` calibrates both kinds with every Mondrian candidate: each kind keeps
+    the Mondrian split whose allocations scored best on the later calibration rows, and the kind
+    with the lower median score over blocks of time is kept."""
     X, y, _, _ = drifting
     model = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     scores = model.calibration_scores_
     assert {kind for kind, _ in scores} == {"trees", "flat"}
     assert {m for _, m in scores} == {"hist_grp_count", None}
-    best_kind, best_split = min(scores, key=scores.get)
-    assert model.location_kind_ == best_kind
+    assert set(model.location_scores_) == {"trees", "flat"}
+    assert model.location_kind_ == min(model.location_scores_, key=model.location_scores_.get)
+    kind_scores = {m: v for (kind, m), v in scores.items() if kind == model.location_kind_}
     names = list(model.feature_names_in_)
     chosen = None if model.mondrian_index_ is None else names[model.mondrian_index_]
-    assert chosen == best_split
+    assert chosen == min(kind_scores, key=kind_scores.get)
+
+
+def test_block_median_score_is_not_decided_by_one_stretch():
+    """A candidate that is better on most blocks of time wins the median score, even when one
+    bad block makes its pooled score worse; the blocks follow ``order``, not the row order."""
+    rng = np.random.default_rng(0)
+    y = rng.lognormal(0.0, 0.2, 400)
+    steady = 1.5 * y  # 50 % waste everywhere
+    mostly_tight = 1.1 * y
+    mostly_tight[300:] = 0.9 * y[300:]  # the last block fails every job
+    assert business_score(mostly_tight, y) > business_score(steady, y)
+    assert block_median_score(mostly_tight, y, np.arange(400), 5.0) < block_median_score(
+        steady, y, np.arange(400), 5.0
+    )
+    shuffled = rng.permutation(400)
+    assert block_median_score(mostly_tight[shuffled], y[shuffled], shuffled, 5.0) == \
+        pytest.approx(block_median_score(mostly_tight, y, np.arange(400), 5.0))

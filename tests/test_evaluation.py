@@ -15,6 +15,7 @@ from lightgbm import LGBMRegressor
 from resource_prediction.cli import main
 from resource_prediction.data import save_telemetry
 from resource_prediction.deployable import DeployableModel
+from resource_prediction.features.raw import target_gb
 from resource_prediction.metrics import ALLOCATION_CATEGORIES, allocation_metrics
 from resource_prediction.models import (
     BasePredictor,
@@ -313,3 +314,36 @@ def test_a_baseline_that_beats_the_champion_is_reported(baseline_score, warned, 
     with caplog.at_level("WARNING", logger="resource_prediction.training.evaluation"):
         warn_if_a_baseline_wins(holdout, {"regression": "lightgbm_regression", "overall": "lightgbm_regression"})
     assert ("group_percentile" in caplog.text and "beats the overall champion" in caplog.text) is warned
+
+
+def test_the_preferred_family_stays_champion_unless_beaten_with_confidence(jobs, tmp_path):
+    """A challenger with a lower validation score replaces the preferred family only when it
+    scores lower in at least ``confidence`` of the paired bootstrap resamples; the decision is
+    recorded."""
+    trainer = Trainer(jobs, paths=ArtifactPaths(tmp_path), storage="memory", n_boot=10)
+    y = target_gb(trainer.val_raw)
+    rng = np.random.default_rng(0)
+    trainer.validation_peaks = y
+    trainer.validation_allocations = {
+        "cost_aware_regression": 1.5 * y,
+        "clearly_better": 1.2 * y,  # 20 % waste against 50 %, no failures
+        "barely_better": np.where(rng.random(y.size) < 0.05, 0.9 * y, 1.22 * y),
+    }
+    assert trainer.choose_overall("clearly_better") == "clearly_better"
+    assert trainer.selection["win_rate"] == 1.0
+    barely = allocation_metrics(trainer.validation_allocations["barely_better"], y)["business_score"]
+    preferred = allocation_metrics(1.5 * y, y)["business_score"]
+    assert barely < preferred
+    assert trainer.choose_overall("barely_better") == "cost_aware_regression"
+    assert 0.0 < trainer.selection["win_rate"] < trainer.confidence
+    assert "barely_better scored below cost_aware_regression" in trainer.selection["rule"]
+    trainer.preferred = None
+    assert trainer.choose_overall("barely_better") == "barely_better"
+    assert trainer.selection["rule"] == "lowest validation score"
+
+
+def test_champions_json_records_the_selection(regression_run):
+    paths, trainer, result = regression_run
+    record = json.loads((paths.reports / "champions.json").read_text())
+    assert record["selection"]["overall"] == result.champions["overall"]
+    assert record["provenance"]["preferred_family"] == "cost_aware_regression"
