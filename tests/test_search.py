@@ -28,6 +28,7 @@ from resource_prediction.training.search import (
     FoldCache,
     HyperparameterSearcher,
     best_params,
+    default_params,
     family_result,
     search_summary,
     time_series_folds,
@@ -143,6 +144,28 @@ def test_search_uses_seeded_tpe_and_median_pruner_and_prunes_bad_trials(train):
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert all(t.params["quantile"] == 0.999 for t in pruned)
     assert all(len(t.intermediate_values) == 1 for t in pruned)  # stopped after the first fold
+
+
+def test_a_new_study_runs_the_family_defaults_first(train):
+    """The first trial of a new study is the family's defaults; a resumed study is not given
+    them again."""
+    storage = open_storage("memory")
+    searcher = _searcher(train, storage, n_trials=3)
+    searcher.search_family(CHEAP)
+    study = optuna.load_study(study_name=study_name(CHEAP), storage=storage)
+    first = study.trials[0]
+    assert first.user_attrs["defaults"] is True
+    assert first.params == default_params(CHEAP) == {"pre__use_quant_features": True, "margin": 1.15}
+    searcher.search_family(CHEAP)
+    assert sum(t.user_attrs.get("defaults", False) for t in study.trials) == 1
+
+
+def test_default_params_are_the_estimators_defaults_inside_the_space():
+    params = default_params("cost_aware_regression")
+    estimator = get_family("cost_aware_regression").estimator
+    model = {k: v for k, v in params.items() if not k.startswith("pre__")}
+    assert model and all(estimator.get_params()[k] == v for k, v in model.items())
+    assert params["pre__ewm_alpha"] == 0.3 and params["n_estimators"] == 100
 
 
 def test_default_storage_is_sqlite_under_the_artifacts(train, tmp_path):
