@@ -54,8 +54,9 @@ __all__ = [
 
 #: ``major.minor``: a reader accepts any file of its own major version. 2.0: models hold their
 #: telemetry schema and the composed estimators (1.x files name classes that no longer exist, so
-#: they are refused with a clear message instead of failing inside the unpickler).
-FORMAT_VERSION = "2.0"
+#: they are refused with a clear message instead of failing inside the unpickler). 3.0: the
+#: preprocessor computes the job-adjusted level ``hist_grp_level`` (2.x models lack the feature).
+FORMAT_VERSION = "3.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

@@ -45,6 +45,11 @@ feature families (see :attr:`ModelPreprocessor.feature_names_`):
   history) and ``hist_grp_vpa`` (Kubernetes VPA's recommendation, :mod:`resource_prediction.
   features.vpa`); a group without peaks shows its fallback's ``hist_grp_max_20`` there. History
   columns are never NaN, so a baseline ``hist_grp_p95_5 x margin`` always works.
+* the job-adjusted level ``hist_grp_level`` (GB): the static level of the job's configuration
+  (:class:`~resource_prediction.features.level.StaticLevel`, a ridge regression of ``log(peak)`` on
+  the categorical and numeric features, fitted in ``fit``) times ``exp`` of its group's exponentially
+  weighted mean residual (``log(peak)`` minus the static level of earlier jobs), with the same
+  fallback chain (coarse group, all jobs, then no correction).
 
 How the history is used:
 
@@ -70,8 +75,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from resource_prediction.features.history import STAT_NAMES, GroupHistory, HistoryFeatures
+from resource_prediction.features.level import StaticLevel
 from resource_prediction.features.raw import (
-    KEY_COLUMNS,
     REQUIRED_COLUMNS,
     SMALL_FRAME,
     UNKNOWN,
@@ -106,8 +111,13 @@ GLOBAL_STATS = {"hist_global_mean_5": 2, "hist_global_p95_20": 4}
 RECOMMENDER_FEATURES: tuple[str, ...] = ("hist_grp_max_seen", "hist_grp_vpa")
 HISTORY_FEATURES: tuple[str, ...] = (
     *GROUP_STATS, "hist_grp_count", "hist_grp_source", *COARSE_STATS, "hist_coarse_count",
-    *GLOBAL_STATS, *RECOMMENDER_FEATURES,
+    *GLOBAL_STATS, *RECOMMENDER_FEATURES, "hist_grp_level",
 )
+#: History levels, finest first.
+LEVELS: tuple[str, ...] = ("fine", "coarse", "global")
+#: Shares of the training jobs (in time) after which ``fit`` refits the static level: a training
+#: job's static level comes from the jobs before its block only (none before the first share).
+LEVEL_REFITS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
 #: The feature families, in the order the book presents them.
 FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
     "temporal": TEMPORAL_FEATURES,
@@ -308,6 +318,13 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     history_ : dict of str to GroupHistory
         The stored memory history per level (``fine``, ``coarse``, ``global``): the last 20 peaks,
         count and exponentially weighted sums of every group, so a one-job transform is a lookup.
+    level_ : StaticLevel
+        The static level of a job's configuration (``log`` GB).
+    level_history_ : dict of str to GroupHistory
+        Per level, the history of residuals ``log(peak)`` minus the static level.
+    level_errors_ : ndarray of shape (3,)
+        Squared errors so far of the level with the residuals of each grouping (``LEVELS``): the
+        grouping with the least corrects the next job's static level.
 
     Examples
     --------
@@ -431,10 +448,9 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self._set_output_layout()
 
         self.vpa_ = DecayingHistograms()
-        self.history_ = {
-            level: GroupHistory(self.ewm_alpha) for level in ("fine", "coarse", "global")
-        }
-        hist = self._history(parsed, peaks, commit=True)
+        self.history_ = {level: GroupHistory(self.ewm_alpha) for level in LEVELS}
+        self.level_history_ = {level: GroupHistory(self.ewm_alpha) for level in LEVELS}
+        hist = self._history(parsed, peaks, commit=True, level=self._fit_level(parsed, peaks))
         self.n_history_jobs_ = int(np.isfinite(peaks).sum())
         return parsed, hist
 
@@ -483,17 +499,15 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     def observe(self, X: pd.DataFrame, y=None) -> ModelPreprocessor:
         """Append finished jobs (with their peaks) to the stored history; vocabularies stay fixed.
 
-        Needs only ``time``, ``component``, ``buildProfile``, ``makeType`` and the target (or ``y``).
+        Needs the columns ``transform`` needs (the job-adjusted level reads the configuration) and
+        the target (or ``y``).
         """
         check_is_fitted(self)
-        if self.schema_.name == BUILD.name:
-            check_columns(X, KEY_COLUMNS, memreq=False)
-            keys, _ = _parse_keys(X)
-        else:
-            check_columns(X, self._required(), memreq=False)
-            keys = _parse_columns(X, self.schema_).keys
+        check_columns(X, self._required(features=True))
+        parsed = self._parse(X)
         peaks = self._peaks(X, y, required=True, caller="observe")
-        self._replay_levels(keys, peaks, commit=True)
+        self._replay_levels(parsed.keys, peaks, commit=True)
+        self._level(parsed, peaks, commit=True)
         self.n_history_jobs_ += int(np.isfinite(peaks).sum())
         return self
 
@@ -527,17 +541,26 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         check_is_fitted(self)
         return np.asarray(self.feature_names_, dtype=object)
 
-    def _replay_levels(self, keys: _Keys, peaks: np.ndarray, *, commit: bool) -> dict[str, HistoryFeatures]:
-        order = np.argsort(keys.ns, kind="stable")  # time, ties in input order
-        p = peaks[order]
-        levels = {
-            "fine": keys.fine, "coarse": keys.coarse, "global": (np.zeros(order.size, np.intp), [_GLOBAL_KEY]),
+    @staticmethod
+    def _levels_of(histories: dict[str, GroupHistory], keys: _Keys, values: np.ndarray | None, *,
+                   commit: bool) -> dict[str, HistoryFeatures]:
+        """Each level's history features of the rows: a replay of ``values`` (time order, ties in
+        input order), or without values what the stored history shows."""
+        n = keys.ns.size
+        groups = {"fine": keys.fine, "coarse": keys.coarse, "global": (np.zeros(n, np.intp), [_GLOBAL_KEY])}
+        if values is None:
+            return {level: histories[level].current(*groups[level]) for level in LEVELS}
+        order = np.argsort(keys.ns, kind="stable")
+        return {
+            level: histories[level].replay(codes[order], key_list, values[order], commit=commit,
+                                           out_index=order)
+            for level, (codes, key_list) in groups.items()
         }
-        out = {}
-        for level, (codes, key_list) in levels.items():
-            out[level] = self.history_[level].replay(
-                codes[order], key_list, p, commit=commit, out_index=order
-            )
+
+    def _replay_levels(self, keys: _Keys, peaks: np.ndarray, *, commit: bool) -> dict[str, HistoryFeatures]:
+        out = self._levels_of(self.history_, keys, peaks, commit=commit)
+        order = np.argsort(keys.ns, kind="stable")
+        p = peaks[order]
         codes, key_list = keys.fine
         vpa = np.empty(order.size)
         vpa[order] = self.vpa_.replay(
@@ -546,17 +569,17 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         out["vpa"] = vpa
         return out
 
-    def _history(self, parsed: _Parsed, peaks: np.ndarray | None, *, commit: bool) -> dict[str, np.ndarray]:
+    def _history(self, parsed: _Parsed, peaks: np.ndarray | None, *, commit: bool,
+                 level: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """History columns with the fallback chain group -> coarse -> global -> request."""
         keys = parsed.keys
         n = keys.ns.size
-        if peaks is not None and (commit or np.isfinite(peaks).any()):
+        replay = peaks is not None and (commit or np.isfinite(peaks).any())
+        if replay:
             levels = self._replay_levels(keys, peaks, commit=commit)
         else:
             levels = {
-                "fine": self.history_["fine"].current(*keys.fine),
-                "coarse": self.history_["coarse"].current(*keys.coarse),
-                "global": self.history_["global"].current(np.zeros(n, np.intp), [_GLOBAL_KEY]),
+                **self._levels_of(self.history_, keys, None, commit=False),
                 "vpa": self.vpa_.current(*keys.fine),
             }
         fine, coarse, glob = levels["fine"], levels["coarse"], levels["global"]
@@ -591,7 +614,106 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         hist.update({name: coarse.stats[i] for name, i in COARSE_STATS.items()})
         hist["hist_coarse_count"] = coarse.count
         hist.update({name: glob.stats[i] for name, i in GLOBAL_STATS.items()})
+        hist["hist_grp_level"] = (self._level(parsed, peaks if replay else None, commit=commit)
+                                  if level is None else level)
         return hist
+
+    def _level_inputs(self, parsed: _Parsed) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The static level's inputs: vocabulary codes of the categorical features and the filled
+        numeric features (not the temporal ones: the level must carry over to later jobs)."""
+        codes = {col: self._category_codes(parsed, col) for col in self.categorical_inputs_}
+        temporal = set(self.temporal_features_)
+        numeric = {
+            name: self._filled(parsed, name) if name in self.fill_values_ else parsed.numeric[name]
+            for name in self.derived_features_ if name not in temporal
+        }
+        return codes, numeric
+
+    def _fit_level(self, parsed: _Parsed, peaks: np.ndarray) -> np.ndarray:
+        """``hist_grp_level`` of the training jobs, causal; fits :attr:`level_` on every job and
+        stores the residual history for later jobs.
+
+        The static level is refitted after each share of :data:`LEVEL_REFITS` of the jobs (in
+        time): the jobs of a block see the static level of the jobs before the block (none in the
+        first block) and the residual history recomputed with it, so no training job's level
+        depends on its own peak or a later one.
+        """
+        codes, numeric = self._level_inputs(parsed)
+        sizes = {col: len(self.vocabularies_[col]) for col in codes}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_peaks = np.log(peaks)
+        n = log_peaks.size
+        order = np.argsort(parsed.keys.ns, kind="stable")
+        cuts = [0, *(int(round(share * n)) for share in LEVEL_REFITS), n]
+        out = np.zeros(n)
+        for start, end in zip(cuts[:-1], cuts[1:], strict=True):
+            before, rows = order[:start], order[start:end]
+            if rows.size == 0:
+                continue
+            level = StaticLevel().fit({col: (c[before], sizes[col]) for col, c in codes.items()},
+                                      {k: v[before] for k, v in numeric.items()}, log_peaks[before])
+            static = level.predict(codes, numeric, n)
+            residuals = log_peaks - static
+            residuals[order[end:]] = np.nan  # later jobs add no history
+            fresh = {name: GroupHistory(self.ewm_alpha) for name in LEVELS}
+            value, _ = self._corrected(parsed, static, residuals, fresh,
+                                       commit=False, errors_before=np.zeros(len(LEVELS)))
+            out[rows] = value[rows]
+        self.level_ = StaticLevel().fit({col: (c, sizes[col]) for col, c in codes.items()}, numeric,
+                                        log_peaks)
+        static = self.level_.predict(codes, numeric, n)
+        _, errors = self._corrected(parsed, static, log_peaks - static, self.level_history_,
+                                    commit=True, errors_before=np.zeros(len(LEVELS)))
+        self.level_errors_ = errors.sum(axis=1)
+        return np.exp(out)
+
+    def _level(self, parsed: _Parsed, peaks: np.ndarray | None, *, commit: bool) -> np.ndarray:
+        """``hist_grp_level`` (GB) from the stored static level and residual history."""
+        static = self.level_.predict(*self._level_inputs(parsed), parsed.keys.ns.size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residuals = None if peaks is None else np.log(peaks) - static
+        value, errors = self._corrected(parsed, static, residuals, self.level_history_,
+                                        commit=commit, errors_before=self.level_errors_)
+        if commit and errors is not None:
+            self.level_errors_ = self.level_errors_ + errors.sum(axis=1)
+        return np.exp(value)
+
+    def _corrected(self, parsed: _Parsed, static: np.ndarray, residuals: np.ndarray | None,
+                   histories: dict[str, GroupHistory], *, commit: bool, errors_before: np.ndarray,
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Static level plus the recent mean residual of the job's group (log GB), and the squared
+        error of each grouping's level on every row with a residual.
+
+        Three groupings correct the static level: the fine group, the coarse group and all jobs
+        (each falling back to the coarser ones). Each job takes the one whose levels of the jobs
+        before it erred least (``errors_before`` plus the earlier rows'): with the configuration
+        priced by the static level, a coarse group of many jobs can beat a fine one of few
+        (generated build data: 0.095 against 0.152 from the true log-mean).
+        """
+        n = static.size
+        levels = self._levels_of(histories, parsed.keys, residuals, commit=commit)
+        ewm = STAT_NAMES.index("ewm")
+        corrections, correction = {}, np.zeros(n)
+        for level in reversed(LEVELS):
+            found = levels[level].count >= (self.min_history if level == "fine" else 1)
+            correction = np.where(found, np.nan_to_num(levels[level].stats[ewm]), correction)
+            corrections[level] = correction
+        table = np.stack([corrections[level] for level in LEVELS])
+        if residuals is None:
+            best = errors_before <= errors_before.min() * (1 + 1e-9) + 1e-12
+            chosen = np.full(n, int(np.argmax(best)))
+            return static + table[chosen, np.arange(n)], None
+        errors = np.nan_to_num((residuals[None, :] - table) ** 2)
+        order = np.argsort(parsed.keys.ns, kind="stable")
+        so_far = np.zeros((len(LEVELS), n))  # errors of the rows before each row, in time order
+        np.cumsum(errors[:, order[:-1]], axis=1, out=so_far[:, 1:])
+        so_far += errors_before[:, None]
+        # The finest grouping within rounding of the least error: groupings that fall back to the
+        # same history tie exactly but for the last bits of their running means.
+        near = so_far <= so_far.min(axis=0) * (1 + 1e-9) + 1e-12
+        chosen = np.empty(n, dtype=np.intp)
+        chosen[order] = np.argmax(near, axis=0)
+        return static + table[chosen, np.arange(n)], errors
 
     def _filled(self, parsed: _Parsed, name: str) -> np.ndarray:
         values = parsed.numeric[name]

@@ -14,6 +14,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from resource_prediction.data import save_telemetry
+from resource_prediction.features.level import StaticLevel
 from resource_prediction.features.raw import SMALL_FRAME, UNKNOWN
 from resource_prediction.preprocessing import (
     CATEGORICAL_FEATURES,
@@ -278,19 +279,27 @@ def test_ties_in_time_are_broken_by_input_order():
 
 
 def test_observe_equals_fitting_on_everything(jobs):
+    """The peak history after observe is that of fitting on everything; the static level of
+    ``hist_grp_level`` is fitted in ``fit`` and stays (like the vocabularies), so observing equals
+    replaying with the same fitted preprocessor."""
     a, b, c = jobs.iloc[:1500], jobs.iloc[1500:2500], without_target(jobs.iloc[2500:])
     online = ModelPreprocessor().fit(a).observe(b)
     batch = ModelPreprocessor().fit(pd.concat([a, b]))
-    cols = list(HISTORY_FEATURES)
+    cols = [name for name in HISTORY_FEATURES if name != "hist_grp_level"]
     pd.testing.assert_frame_equal(online.transform(c)[cols], batch.transform(c)[cols])
     assert online.n_history_jobs_ == batch.n_history_jobs_ == 2500
+    replayed = ModelPreprocessor().fit(a).transform(pd.concat([b, c])).loc[c.index]
+    np.testing.assert_allclose(online.transform(c)[list(HISTORY_FEATURES)],
+                               replayed[list(HISTORY_FEATURES)], rtol=1e-9)
 
 
 def test_replay_after_fit_equals_fit_transform_of_everything(jobs):
     a, b = jobs.iloc[:2000], jobs.iloc[2000:]
     replayed = ModelPreprocessor().fit(a).transform(b)
     together = ModelPreprocessor().fit_transform(jobs).iloc[2000:]
-    cols = list(HISTORY_FEATURES)
+    # hist_grp_level prices each job's configuration with the static level fitted on the jobs
+    # before it: all 2,000 of ``a`` after fit(a), the blocks before it in fit_transform(jobs).
+    cols = [name for name in HISTORY_FEATURES if name != "hist_grp_level"]
     np.testing.assert_allclose(replayed[cols], together[cols], rtol=1e-9)
 
 
@@ -374,8 +383,10 @@ def test_unseen_categories_map_to_unknown_without_shifting(jobs, fitted):
     X = fitted.transform(new)
     assert (X["location"] == UNKNOWN).all() and (X["ts_phase"] == UNKNOWN).all()
     assert list(X["location"].cat.categories) == fitted.vocabularies_["location"]
-    others = [c for c in X.columns if c not in ("location", "ts_phase")]
+    # the job-adjusted level prices the configuration: unknown categories count 0 there
+    others = [c for c in X.columns if c not in ("location", "ts_phase", "hist_grp_level")]
     pd.testing.assert_frame_equal(X[others], reference[others])
+    assert np.isfinite(X["hist_grp_level"]).all() and (X["hist_grp_level"] > 0).all()
 
 
 def test_unseen_component_gets_global_history(fitted, jobs):
@@ -509,3 +520,38 @@ def test_window_percentiles_match_numpy():
     for i in range(1, len(peaks)):
         assert X["hist_grp_p95_5"].iloc[i] == pytest.approx(np.percentile(peaks[max(0, i - 5):i], 95))
         assert X["hist_grp_p95_20"].iloc[i] == pytest.approx(np.percentile(peaks[max(0, i - 20):i], 95))
+
+
+def test_job_adjusted_level_is_closer_to_the_truth_than_the_group_mean():
+    """``hist_grp_level`` (static level of the configuration plus the group's recent residual)
+    tracks the true log-mean of later jobs better than the group's recent mean peak does."""
+    df = generate_telemetry(8000, seed=3, with_truth=True)
+    train, test = df.iloc[:7000], df.iloc[7000:]
+    pre = ModelPreprocessor()
+    pre.fit(train)
+    X = pre.transform(test)
+    truth = test["truth_mu"].to_numpy()
+
+    def rmse(column: str) -> float:
+        return float(np.sqrt(np.mean((np.log(X[column].to_numpy()) - truth) ** 2)))
+
+    assert rmse("hist_grp_level") < 0.8 * min(rmse("hist_grp_ewm"), rmse("hist_grp_mean_5"))
+
+
+def test_static_level_recovers_additive_effects_whatever_the_row_order():
+    rng = np.random.default_rng(0)
+    n = 4000
+    a, b = rng.integers(0, 3, n), rng.integers(0, 4, n)
+    x = rng.uniform(0, 20, n)
+    log_peak = 1.0 + np.array([0.0, 0.5, -0.3])[a] + np.array([0.2, 0.0, 0.4, -0.1])[b] \
+        + 0.3 * np.log1p(x) + rng.normal(0, 0.05, n)
+    codes = {"a": (a, 3), "b": (b, 4)}
+    level = StaticLevel(alpha=1e-6).fit(codes, {"x": x}, log_peak)
+    fitted = level.predict({"a": a, "b": b}, {"x": x}, n)
+    assert np.sqrt(np.mean((fitted - log_peak) ** 2)) < 0.06
+    order = rng.permutation(n)
+    shuffled = StaticLevel(alpha=1e-6).fit({"a": (a[order], 3), "b": (b[order], 4)}, {"x": x[order]},
+                                           log_peak[order])
+    np.testing.assert_allclose(shuffled.predict({"a": a, "b": b}, {"x": x}, n), fitted, rtol=1e-9)
+    unseen = level.predict({"a": np.array([3]), "b": np.array([0])}, {"x": np.array([1.0])}, 1)
+    assert np.isfinite(unseen).all()
