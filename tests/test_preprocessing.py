@@ -555,3 +555,13 @@ def test_static_level_recovers_additive_effects_whatever_the_row_order():
     np.testing.assert_allclose(shuffled.predict({"a": a, "b": b}, {"x": x}, n), fitted, rtol=1e-9)
     unseen = level.predict({"a": np.array([3]), "b": np.array([0])}, {"x": np.array([1.0])}, 1)
     assert np.isfinite(unseen).all()
+
+
+def test_static_level_stays_within_the_fitted_range():
+    """A configuration far from every fitted one (a numeric feature ten thousand standard
+    deviations out) does not extrapolate: the level stays within 10x of the fitted peaks."""
+    n = 200
+    x = np.r_[np.full(n - 1, 16.0), 16.1]
+    level = StaticLevel().fit({}, {"x": x}, np.log(np.linspace(1.0, 4.0, n)) + 0.01 * (x - 16.0))
+    far = level.predict({}, {"x": np.array([1e9])}, 1)
+    assert np.log(1.0 / 10) - 1e-9 <= far[0] <= np.log(4.0 * 10) + 1e-9

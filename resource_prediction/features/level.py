@@ -18,7 +18,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-__all__ = ["StaticLevel"]
+__all__ = ["MARGIN", "StaticLevel"]
+
+#: Factor by which a static level may leave the range of the fitted peaks.
+MARGIN = 10.0
 
 
 class StaticLevel:
@@ -36,6 +39,9 @@ class StaticLevel:
         Per categorical feature, one coefficient per code (the vocabulary's order).
     numeric_ : dict of str to tuple of float
         Per numeric feature: mean and scale of its ``log1p`` (for standardising), coefficient.
+    bounds_ : tuple of float
+        The static level stays within the fitted peaks' range widened :data:`MARGIN` times on
+        either side (a configuration unlike any fitted one does not extrapolate without bound).
     """
 
     def __init__(self, alpha: float = 1.0):
@@ -53,6 +59,9 @@ class StaticLevel:
         each numeric feature to its (filled) values.
         """
         rows = np.flatnonzero(np.isfinite(log_peaks))
+        seen = log_peaks[rows]
+        widen = np.log(MARGIN)
+        self.bounds_ = (float(seen.min()) - widen, float(seen.max()) + widen) if rows.size else (-widen, widen)
         blocks, offsets = [], {}
         start = 0
         for name, (c, size) in codes.items():
@@ -91,4 +100,4 @@ class StaticLevel:
             out += np.where(c < coef.size, coef[np.minimum(c, coef.size - 1)], 0.0)
         for name, (mean, scale, value) in self.numeric_.items():
             out += value * (self._log1p(numeric[name]) - mean) / scale
-        return out
+        return np.clip(out, *self.bounds_)
