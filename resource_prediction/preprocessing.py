@@ -74,7 +74,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from resource_prediction.features.history import STAT_NAMES, GroupHistory, HistoryFeatures
+from resource_prediction.features.history import (
+    STAT_NAMES,
+    GroupHistory,
+    HistoryFeatures,
+    MeanHistory,
+)
 from resource_prediction.features.level import StaticLevel
 from resource_prediction.features.raw import (
     REQUIRED_COLUMNS,
@@ -118,6 +123,8 @@ LEVELS: tuple[str, ...] = ("fine", "coarse", "global")
 #: Shares of the training jobs (in time) after which ``fit`` refits the static level: a training
 #: job's static level comes from the jobs before its block only (none before the first share).
 LEVEL_REFITS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+#: The static level is fitted on at most this many jobs (evenly spaced in time).
+LEVEL_FIT_ROWS = 100_000
 #: The feature families, in the order the book presents them.
 FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
     "temporal": TEMPORAL_FEATURES,
@@ -156,6 +163,12 @@ class _Parsed:
     keys: _Keys
     numeric: dict[str, np.ndarray]
     categorical: dict[str, tuple[np.ndarray, list[str]]]
+
+
+def _subset(groups: tuple[np.ndarray, list], rows: np.ndarray) -> tuple[np.ndarray, list]:
+    """The groups of ``rows``: their codes renumbered into the keys they use."""
+    used, codes = np.unique(groups[0][rows], return_inverse=True)
+    return codes.astype(np.intp), [groups[1][u] for u in used]
 
 
 def _parse_keys(df: pd.DataFrame) -> tuple[_Keys, dict[str, tuple[np.ndarray, list[str]]]]:
@@ -320,7 +333,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         count and exponentially weighted sums of every group, so a one-job transform is a lookup.
     level_ : StaticLevel
         The static level of a job's configuration (``log`` GB).
-    level_history_ : dict of str to GroupHistory
+    level_history_ : dict of str to MeanHistory
         Per level, the history of residuals ``log(peak)`` minus the static level.
     level_errors_ : ndarray of shape (3,)
         Squared errors so far of the level with the residuals of each grouping (``LEVELS``): the
@@ -449,7 +462,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
         self.vpa_ = DecayingHistograms()
         self.history_ = {level: GroupHistory(self.ewm_alpha) for level in LEVELS}
-        self.level_history_ = {level: GroupHistory(self.ewm_alpha) for level in LEVELS}
+        self.level_history_ = {level: MeanHistory(self.ewm_alpha) for level in LEVELS}
         hist = self._history(parsed, peaks, commit=True, level=self._fit_level(parsed, peaks))
         self.n_history_jobs_ = int(np.isfinite(peaks).sum())
         return parsed, hist
@@ -557,6 +570,23 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             for level, (codes, key_list) in groups.items()
         }
 
+    @staticmethod
+    def _level_means(histories: dict[str, MeanHistory], keys: _Keys, values: np.ndarray | None,
+                     *, commit: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per level, each row's group's exponentially weighted mean of ``values`` before it and
+        its count (a replay in time order), or without values what the stored history shows."""
+        n = keys.ns.size
+        groups = {"fine": keys.fine, "coarse": keys.coarse, "global": (np.zeros(n, np.intp), [_GLOBAL_KEY])}
+        if values is None:
+            return {level: histories[level].current(*groups[level]) for level in LEVELS}
+        order = np.argsort(keys.ns, kind="stable")
+        out = {}
+        for level, (codes, key_list) in groups.items():
+            mean, count = histories[level].replay(codes[order], key_list, values[order], commit=commit)
+            out[level] = (np.empty(n), np.empty(n))
+            out[level][0][order], out[level][1][order] = mean, count
+        return out
+
     def _replay_levels(self, keys: _Keys, peaks: np.ndarray, *, commit: bool) -> dict[str, HistoryFeatures]:
         out = self._levels_of(self.history_, keys, peaks, commit=commit)
         order = np.argsort(keys.ns, kind="stable")
@@ -646,23 +676,28 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         order = np.argsort(parsed.keys.ns, kind="stable")
         cuts = [0, *(int(round(share * n)) for share in LEVEL_REFITS), n]
         out = np.zeros(n)
+        def fitted(rows: np.ndarray) -> StaticLevel:
+            if rows.size > LEVEL_FIT_ROWS:
+                rows = rows[np.linspace(0, rows.size - 1, LEVEL_FIT_ROWS).round().astype(np.intp)]
+            return StaticLevel().fit({col: (c[rows], sizes[col]) for col, c in codes.items()},
+                                     {k: v[rows] for k, v in numeric.items()}, log_peaks[rows])
+
         for start, end in zip(cuts[:-1], cuts[1:], strict=True):
             before, rows = order[:start], order[start:end]
             if rows.size == 0:
                 continue
-            level = StaticLevel().fit({col: (c[before], sizes[col]) for col, c in codes.items()},
-                                      {k: v[before] for k, v in numeric.items()}, log_peaks[before])
-            static = level.predict(codes, numeric, n)
-            residuals = log_peaks - static
-            residuals[order[end:]] = np.nan  # later jobs add no history
-            fresh = {name: GroupHistory(self.ewm_alpha) for name in LEVELS}
-            value, _ = self._corrected(parsed, static, residuals, fresh,
+            upto = order[:end]  # the block and the jobs before it, in time order
+            keys = _Keys(parsed.keys.ns[upto], _subset(parsed.keys.fine, upto),
+                         _subset(parsed.keys.coarse, upto))
+            static = fitted(before).predict({col: c[upto] for col, c in codes.items()},
+                                            {k: v[upto] for k, v in numeric.items()}, end)
+            fresh = {name: MeanHistory(self.ewm_alpha) for name in LEVELS}
+            value, _ = self._corrected(keys, static, log_peaks[upto] - static, fresh,
                                        commit=False, errors_before=np.zeros(len(LEVELS)))
-            out[rows] = value[rows]
-        self.level_ = StaticLevel().fit({col: (c, sizes[col]) for col, c in codes.items()}, numeric,
-                                        log_peaks)
+            out[rows] = value[start:]
+        self.level_ = fitted(order)
         static = self.level_.predict(codes, numeric, n)
-        _, errors = self._corrected(parsed, static, log_peaks - static, self.level_history_,
+        _, errors = self._corrected(parsed.keys, static, log_peaks - static, self.level_history_,
                                     commit=True, errors_before=np.zeros(len(LEVELS)))
         self.level_errors_ = errors.sum(axis=1)
         return np.exp(out)
@@ -672,14 +707,14 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         static = self.level_.predict(*self._level_inputs(parsed), parsed.keys.ns.size)
         with np.errstate(divide="ignore", invalid="ignore"):
             residuals = None if peaks is None else np.log(peaks) - static
-        value, errors = self._corrected(parsed, static, residuals, self.level_history_,
+        value, errors = self._corrected(parsed.keys, static, residuals, self.level_history_,
                                         commit=commit, errors_before=self.level_errors_)
         if commit and errors is not None:
             self.level_errors_ = self.level_errors_ + errors.sum(axis=1)
         return np.exp(value)
 
-    def _corrected(self, parsed: _Parsed, static: np.ndarray, residuals: np.ndarray | None,
-                   histories: dict[str, GroupHistory], *, commit: bool, errors_before: np.ndarray,
+    def _corrected(self, keys: _Keys, static: np.ndarray, residuals: np.ndarray | None,
+                   histories: dict[str, MeanHistory], *, commit: bool, errors_before: np.ndarray,
                    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Static level plus the recent mean residual of the job's group (log GB), and the squared
         error of each grouping's level on every row with a residual.
@@ -691,12 +726,12 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         (generated build data: 0.095 against 0.152 from the true log-mean).
         """
         n = static.size
-        levels = self._levels_of(histories, parsed.keys, residuals, commit=commit)
-        ewm = STAT_NAMES.index("ewm")
+        means = self._level_means(histories, keys, residuals, commit=commit)
         corrections, correction = {}, np.zeros(n)
         for level in reversed(LEVELS):
-            found = levels[level].count >= (self.min_history if level == "fine" else 1)
-            correction = np.where(found, np.nan_to_num(levels[level].stats[ewm]), correction)
+            mean, count = means[level]
+            found = count >= (self.min_history if level == "fine" else 1)
+            correction = np.where(found, np.nan_to_num(mean), correction)
             corrections[level] = correction
         table = np.stack([corrections[level] for level in LEVELS])
         if residuals is None:
@@ -704,7 +739,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             chosen = np.full(n, int(np.argmax(best)))
             return static + table[chosen, np.arange(n)], None
         errors = np.nan_to_num((residuals[None, :] - table) ** 2)
-        order = np.argsort(parsed.keys.ns, kind="stable")
+        order = np.argsort(keys.ns, kind="stable")
         so_far = np.zeros((len(LEVELS), n))  # errors of the rows before each row, in time order
         np.cumsum(errors[:, order[:-1]], axis=1, out=so_far[:, 1:])
         so_far += errors_before[:, None]
