@@ -47,9 +47,11 @@ feature families (see :attr:`ModelPreprocessor.feature_names_`):
   columns are never NaN, so a baseline ``hist_grp_p95_5 x margin`` always works.
 * the job-adjusted level ``hist_grp_level`` (GB): the static level of the job's configuration
   (:class:`~resource_prediction.features.level.StaticLevel`, a ridge regression of ``log(peak)`` on
-  the categorical and numeric features, fitted in ``fit``) times ``exp`` of its group's exponentially
-  weighted mean residual (``log(peak)`` minus the static level of earlier jobs), with the same
-  fallback chain (coarse group, all jobs, then no correction).
+  the categorical and numeric features) times ``exp`` of the exponentially weighted mean residual
+  (``log(peak)`` minus the static level) of earlier jobs of its group: the fine group, the coarse
+  group or all jobs, whichever erred least on the jobs before it. In ``fit`` the static level is
+  refitted after each share of :data:`LEVEL_REFITS` of the jobs, and a job sees the one fitted on
+  the jobs before its block, so this column is causal too.
 
 How the history is used:
 
