@@ -50,8 +50,8 @@ feature families (see :attr:`ModelPreprocessor.feature_names_`):
   the categorical and numeric features) times ``exp`` of the exponentially weighted mean residual
   (``log(peak)`` minus the static level) of earlier jobs of its group: the fine group, the coarse
   group or all jobs, whichever erred least on the jobs before it. In ``fit`` the static level is
-  refitted after each share of :data:`LEVEL_REFITS` of the jobs, and a job sees the one fitted on
-  the jobs before its block, so this column is causal too.
+  refitted after each share of :data:`~resource_prediction.features.level.LEVEL_REFITS` of the
+  jobs, and a job sees the one fitted on the jobs before its block, so this column is causal too.
 
 How the history is used:
 
@@ -76,13 +76,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from resource_prediction.features.history import (
-    STAT_NAMES,
-    GroupHistory,
-    HistoryFeatures,
-    MeanHistory,
-)
-from resource_prediction.features.level import StaticLevel
+from resource_prediction.features.history import STAT_NAMES, GroupHistory, HistoryFeatures
+from resource_prediction.features.level import LEVELS, JobLevel
 from resource_prediction.features.raw import (
     REQUIRED_COLUMNS,
     SMALL_FRAME,
@@ -120,13 +115,6 @@ HISTORY_FEATURES: tuple[str, ...] = (
     *GROUP_STATS, "hist_grp_count", "hist_grp_source", *COARSE_STATS, "hist_coarse_count",
     *GLOBAL_STATS, *RECOMMENDER_FEATURES, "hist_grp_level",
 )
-#: History levels, finest first.
-LEVELS: tuple[str, ...] = ("fine", "coarse", "global")
-#: Shares of the training jobs (in time) after which ``fit`` refits the static level: a training
-#: job's static level comes from the jobs before its block only (none before the first share).
-LEVEL_REFITS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
-#: The static level is fitted on at most this many jobs (evenly spaced in time).
-LEVEL_FIT_ROWS = 100_000
 #: The feature families, in the order the book presents them.
 FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
     "temporal": TEMPORAL_FEATURES,
@@ -165,12 +153,6 @@ class _Parsed:
     keys: _Keys
     numeric: dict[str, np.ndarray]
     categorical: dict[str, tuple[np.ndarray, list[str]]]
-
-
-def _subset(groups: tuple[np.ndarray, list], rows: np.ndarray) -> tuple[np.ndarray, list]:
-    """The groups of ``rows``: their codes renumbered into the keys they use."""
-    used, codes = np.unique(groups[0][rows], return_inverse=True)
-    return codes.astype(np.intp), [groups[1][u] for u in used]
 
 
 def _parse_keys(df: pd.DataFrame) -> tuple[_Keys, dict[str, tuple[np.ndarray, list[str]]]]:
@@ -333,13 +315,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     history_ : dict of str to GroupHistory
         The stored memory history per level (``fine``, ``coarse``, ``global``): the last 20 peaks,
         count and exponentially weighted sums of every group, so a one-job transform is a lookup.
-    level_ : StaticLevel
-        The static level of a job's configuration (``log`` GB).
-    level_history_ : dict of str to MeanHistory
-        Per level, the history of residuals ``log(peak)`` minus the static level.
-    level_errors_ : ndarray of shape (3,)
-        Squared errors so far of the level with the residuals of each grouping (``LEVELS``): the
-        grouping with the least corrects the next job's static level.
+    level_ : JobLevel
+        The job-adjusted level: static level, residual histories and their errors.
 
     Examples
     --------
@@ -464,7 +441,6 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
         self.vpa_ = DecayingHistograms()
         self.history_ = {level: GroupHistory(self.ewm_alpha) for level in LEVELS}
-        self.level_history_ = {level: MeanHistory(self.ewm_alpha) for level in LEVELS}
         hist = self._history(parsed, peaks, commit=True, level=self._fit_level(parsed, peaks))
         self.n_history_jobs_ = int(np.isfinite(peaks).sum())
         return parsed, hist
@@ -572,23 +548,6 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             for level, (codes, key_list) in groups.items()
         }
 
-    @staticmethod
-    def _level_means(histories: dict[str, MeanHistory], keys: _Keys, values: np.ndarray | None,
-                     *, commit: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per level, each row's group's exponentially weighted mean of ``values`` before it and
-        its count (a replay in time order), or without values what the stored history shows."""
-        n = keys.ns.size
-        groups = {"fine": keys.fine, "coarse": keys.coarse, "global": (np.zeros(n, np.intp), [_GLOBAL_KEY])}
-        if values is None:
-            return {level: histories[level].current(*groups[level]) for level in LEVELS}
-        order = np.argsort(keys.ns, kind="stable")
-        out = {}
-        for level, (codes, key_list) in groups.items():
-            mean, count = histories[level].replay(codes[order], key_list, values[order], commit=commit)
-            out[level] = (np.empty(n), np.empty(n))
-            out[level][0][order], out[level][1][order] = mean, count
-        return out
-
     def _replay_levels(self, keys: _Keys, peaks: np.ndarray, *, commit: bool) -> dict[str, HistoryFeatures]:
         out = self._levels_of(self.history_, keys, peaks, commit=commit)
         order = np.argsort(keys.ns, kind="stable")
@@ -661,96 +620,28 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         }
         return codes, numeric
 
-    def _fit_level(self, parsed: _Parsed, peaks: np.ndarray) -> np.ndarray:
-        """``hist_grp_level`` of the training jobs, causal; fits :attr:`level_` on every job and
-        stores the residual history for later jobs.
+    @staticmethod
+    def _level_groups(keys: _Keys) -> dict[str, tuple[np.ndarray, list]]:
+        """The rows' groups at each grouping of the job-adjusted level."""
+        return {"fine": keys.fine, "coarse": keys.coarse,
+                "global": (np.zeros(keys.ns.size, np.intp), [_GLOBAL_KEY])}
 
-        The static level is refitted after each share of :data:`LEVEL_REFITS` of the jobs (in
-        time): the jobs of a block see the static level of the jobs before the block (none in the
-        first block) and the residual history recomputed with it, so no training job's level
-        depends on its own peak or a later one.
-        """
+    def _fit_level(self, parsed: _Parsed, peaks: np.ndarray) -> np.ndarray:
+        """Fit :attr:`level_` on the training jobs; their ``hist_grp_level`` (GB), causal."""
         codes, numeric = self._level_inputs(parsed)
-        sizes = {col: len(self.vocabularies_[col]) for col in codes}
+        sized = {col: (c, len(self.vocabularies_[col])) for col, c in codes.items()}
+        self.level_ = JobLevel(self.ewm_alpha, self.min_history)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)
-        n = log_peaks.size
-        order = np.argsort(parsed.keys.ns, kind="stable")
-        cuts = [0, *(int(round(share * n)) for share in LEVEL_REFITS), n]
-        out = np.zeros(n)
-        def fitted(rows: np.ndarray) -> StaticLevel:
-            if rows.size > LEVEL_FIT_ROWS:
-                rows = rows[np.linspace(0, rows.size - 1, LEVEL_FIT_ROWS).round().astype(np.intp)]
-            return StaticLevel().fit({col: (c[rows], sizes[col]) for col, c in codes.items()},
-                                     {k: v[rows] for k, v in numeric.items()}, log_peaks[rows])
-
-        for start, end in zip(cuts[:-1], cuts[1:], strict=True):
-            before, rows = order[:start], order[start:end]
-            if rows.size == 0:
-                continue
-            upto = order[:end]  # the block and the jobs before it, in time order
-            keys = _Keys(parsed.keys.ns[upto], _subset(parsed.keys.fine, upto),
-                         _subset(parsed.keys.coarse, upto))
-            static = fitted(before).predict({col: c[upto] for col, c in codes.items()},
-                                            {k: v[upto] for k, v in numeric.items()}, end)
-            fresh = {name: MeanHistory(self.ewm_alpha) for name in LEVELS}
-            value, _ = self._corrected(keys, static, log_peaks[upto] - static, fresh,
-                                       commit=False, errors_before=np.zeros(len(LEVELS)))
-            out[rows] = value[start:]
-        self.level_ = fitted(order)
-        static = self.level_.predict(codes, numeric, n)
-        _, errors = self._corrected(parsed.keys, static, log_peaks - static, self.level_history_,
-                                    commit=True, errors_before=np.zeros(len(LEVELS)))
-        self.level_errors_ = errors.sum(axis=1)
-        return np.exp(out)
+        return np.exp(self.level_.fit(self._level_groups(parsed.keys), parsed.keys.ns, sized,
+                                      numeric, log_peaks))
 
     def _level(self, parsed: _Parsed, peaks: np.ndarray | None, *, commit: bool) -> np.ndarray:
-        """``hist_grp_level`` (GB) from the stored static level and residual history."""
-        static = self.level_.predict(*self._level_inputs(parsed), parsed.keys.ns.size)
+        """``hist_grp_level`` (GB) of later jobs (a replay with ``peaks``)."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            residuals = None if peaks is None else np.log(peaks) - static
-        value, errors = self._corrected(parsed.keys, static, residuals, self.level_history_,
-                                        commit=commit, errors_before=self.level_errors_)
-        if commit and errors is not None:
-            self.level_errors_ = self.level_errors_ + errors.sum(axis=1)
-        return np.exp(value)
-
-    def _corrected(self, keys: _Keys, static: np.ndarray, residuals: np.ndarray | None,
-                   histories: dict[str, MeanHistory], *, commit: bool, errors_before: np.ndarray,
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Static level plus the recent mean residual of the job's group (log GB), and the squared
-        error of each grouping's level on every row with a residual.
-
-        Three groupings correct the static level: the fine group, the coarse group and all jobs
-        (each falling back to the coarser ones). Each job takes the one whose levels of the jobs
-        before it erred least (``errors_before`` plus the earlier rows'): with the configuration
-        priced by the static level, a coarse group of many jobs can beat a fine one of few
-        (generated build data: 0.095 against 0.152 from the true log-mean).
-        """
-        n = static.size
-        means = self._level_means(histories, keys, residuals, commit=commit)
-        corrections, correction = {}, np.zeros(n)
-        for level in reversed(LEVELS):
-            mean, count = means[level]
-            found = count >= (self.min_history if level == "fine" else 1)
-            correction = np.where(found, np.nan_to_num(mean), correction)
-            corrections[level] = correction
-        table = np.stack([corrections[level] for level in LEVELS])
-        if residuals is None:
-            best = errors_before <= errors_before.min() * (1 + 1e-9) + 1e-12
-            chosen = np.full(n, int(np.argmax(best)))
-            return static + table[chosen, np.arange(n)], None
-        errors = np.nan_to_num((residuals[None, :] - table) ** 2)
-        order = np.argsort(keys.ns, kind="stable")
-        so_far = np.zeros((len(LEVELS), n))  # errors of the rows before each row, in time order
-        np.cumsum(errors[:, order[:-1]], axis=1, out=so_far[:, 1:])
-        so_far += errors_before[:, None]
-        # The finest grouping within rounding of the least error: groupings that fall back to the
-        # same history tie exactly but for the last bits of their running means.
-        near = so_far <= so_far.min(axis=0) * (1 + 1e-9) + 1e-12
-        chosen = np.empty(n, dtype=np.intp)
-        chosen[order] = np.argmax(near, axis=0)
-        return static + table[chosen, np.arange(n)], errors
+            log_peaks = None if peaks is None else np.log(peaks)
+        return np.exp(self.level_.transform(self._level_groups(parsed.keys), parsed.keys.ns,
+                                            *self._level_inputs(parsed), log_peaks, commit=commit))
 
     def _filled(self, parsed: _Parsed, name: str) -> np.ndarray:
         values = parsed.numeric[name]
