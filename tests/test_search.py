@@ -290,7 +290,10 @@ def test_parallel_trials_run_in_worker_processes_on_one_study(train, tmp_path):
     assert result.status == "ok" and result.n_trials == 6
     study = optuna.load_study(study_name=study_name(CHEAP), storage=open_storage(url))
     runs = {t.user_attrs.get(RUN_ATTR) for t in study.trials}
-    assert len(runs) == 1 and None not in runs  # every trial ran in this search's workers
+    # every trial ran in this search's workers: the defaults first (one worker), then the rest
+    assert len(runs) == 2 and None not in runs
+    assert study.trials[0].user_attrs["defaults"] is True
+    assert sum(t.user_attrs.get("defaults", False) for t in study.trials) == 1
     # The two workers' samplers are seeded apart: their random start-up trials differ.
     params = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(params)) == len(params)

@@ -556,15 +556,20 @@ class HyperparameterSearcher:
         """Run this searcher's budget on one family's study; return the study's state."""
         study = self.create_study(family)
         before = len(study.get_trials(deepcopy=False))
-        if before == 0:
-            study.enqueue_trial(default_params(family), user_attrs={"defaults": True})
         start = time.perf_counter()
         log.info("searching %s: %s trials, timeout %s, %d parallel, study %s (%d trials so far)",
                  family, self.n_trials, self.timeout, self.n_jobs, study.study_name, before)
-        if self.n_jobs > 1 and self._worker_pool() is not None:
-            self._workers.optimize(study, family)
-        else:
-            self.optimize(family, self.n_trials, self.timeout, self.n_jobs, study=study)
+        n_trials, timeout = self.n_trials, self.timeout
+        if before == 0:
+            # The defaults first and alone (one worker): processes sharing an SQLite study could
+            # both take an enqueued trial.
+            study.enqueue_trial(default_params(family), user_attrs={"defaults": True})
+            self._run(study, family, 1, timeout)
+            n_trials = None if n_trials is None else n_trials - 1
+            if timeout is not None:
+                timeout = max(timeout - (time.perf_counter() - start), 0.0)
+        if n_trials != 0 and timeout != 0.0:
+            self._run(study, family, n_trials, timeout)
         result = family_result(study, family, get_family(family).task_type, time.perf_counter() - start)
         if result.status == "ok":
             log.info(
@@ -578,6 +583,13 @@ class HyperparameterSearcher:
                 "; ".join(result.fail_reasons) or "none recorded",
             )
         return result
+
+    def _run(self, study: optuna.Study, family: str, n_trials: int | None, timeout: float | None) -> None:
+        """Trials of ``family`` in the worker processes, or in this process's threads."""
+        if self.n_jobs > 1 and self._worker_pool() is not None:
+            self._workers.optimize(study, family, n_trials, timeout)
+        else:
+            self.optimize(family, n_trials, timeout, self.n_jobs, study=study)
 
     def optimize(
         self,

@@ -178,16 +178,20 @@ class WorkerPool:
             )
         return self._executor
 
-    def optimize(self, study: optuna.Study, family: str) -> None:
-        """Run the budget for ``family`` on ``study`` in the workers."""
+    def optimize(self, study: optuna.Study, family: str, n_trials: int | None = -1,
+                 timeout: float | None = -1.0) -> None:
+        """Run the budget for ``family`` on ``study`` in the workers (``n_trials`` and ``timeout``
+        override the pool's)."""
+        n_trials = self.n_trials if n_trials == -1 else n_trials
+        timeout = self.timeout if timeout == -1.0 else timeout
         run = uuid.uuid4().hex
         pool = self._pool()
         futures = [
-            pool.submit(_run_share, family, share, self.timeout, sampler_seed(self.seed, i), run)
-            for i, share in enumerate(trial_shares(self.n_trials, self.n_workers))
+            pool.submit(_run_share, family, share, timeout, sampler_seed(self.seed, i), run)
+            for i, share in enumerate(trial_shares(n_trials, self.n_workers))
             if share != 0
         ]
-        self._wait(study, futures, run)
+        self._wait(study, futures, run, n_trials)
         try:
             for future in futures:
                 future.result()
@@ -195,8 +199,8 @@ class WorkerPool:
             self.close()  # every worker stopped first: none can start another trial meanwhile
             self._fail_orphans(study, run, exc)
 
-    def _wait(self, study: optuna.Study, futures: list[Future], run: str) -> None:
-        bar = tqdm(total=self.n_trials, desc=study.study_name, unit="trial",
+    def _wait(self, study: optuna.Study, futures: list[Future], run: str, n_trials: int | None) -> None:
+        bar = tqdm(total=n_trials, desc=study.study_name, unit="trial",
                    disable=not self.show_progress_bar)
         with bar:
             pending = futures
