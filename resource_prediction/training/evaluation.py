@@ -418,8 +418,8 @@ class Trainer:
 
         Validation windows on small data hold a few hundred jobs, where a handful of failures
         decides; a paired bootstrap of the validation jobs asks whether the lower score would
-        hold up. On the methylseq trace the lowest validation score (81 against 92, better in 86 %
-        of the resamples) came from a family that scored 126 on the later jobs, the cost-aware
+        hold up. On the methylseq trace the lowest validation score (80 against 93, better in 89 %
+        of the resamples) came from a family that scored 139 on the later jobs, the cost-aware
         model 83. What was decided is kept in :attr:`selection` and written to
         ``champions.json``.
         """
