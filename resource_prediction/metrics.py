@@ -175,4 +175,4 @@ def paired_bootstrap_win_rate(
         score_a = penalty * (a[idx] < true[idx]).mean() + np.maximum(a[idx] - true[idx], 0.0).sum() / t
         score_b = penalty * (b[idx] < true[idx]).mean() + np.maximum(b[idx] - true[idx], 0.0).sum() / t
         wins += score_a < score_b
-    return wins / n_boot
+    return float(wins) / n_boot
