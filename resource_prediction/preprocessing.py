@@ -145,6 +145,12 @@ class _Keys:
     fine: tuple[np.ndarray, list]
     coarse: tuple[np.ndarray, list]
 
+    def levels(self) -> dict[str, tuple[np.ndarray, list]]:
+        """The rows' groups per history level of :data:`~resource_prediction.features.level.LEVELS`
+        (all jobs form one group)."""
+        return {"fine": self.fine, "coarse": self.coarse,
+                "global": (np.zeros(self.ns.size, np.intp), [_GLOBAL_KEY])}
+
 
 @dataclass
 class _Parsed:
@@ -532,24 +538,22 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         check_is_fitted(self)
         return np.asarray(self.feature_names_, dtype=object)
 
-    @staticmethod
-    def _levels_of(histories: dict[str, GroupHistory], keys: _Keys, values: np.ndarray | None, *,
-                   commit: bool) -> dict[str, HistoryFeatures]:
-        """Each level's history features of the rows: a replay of ``values`` (time order, ties in
-        input order), or without values what the stored history shows."""
-        n = keys.ns.size
-        groups = {"fine": keys.fine, "coarse": keys.coarse, "global": (np.zeros(n, np.intp), [_GLOBAL_KEY])}
-        if values is None:
-            return {level: histories[level].current(*groups[level]) for level in LEVELS}
+    def _levels_of(self, keys: _Keys, peaks: np.ndarray | None, *, commit: bool
+                   ) -> dict[str, HistoryFeatures]:
+        """Each level's history features of the rows: a replay of ``peaks`` (time order, ties in
+        input order), or without peaks what the stored history shows."""
+        groups = keys.levels()
+        if peaks is None:
+            return {level: self.history_[level].current(*groups[level]) for level in LEVELS}
         order = np.argsort(keys.ns, kind="stable")
         return {
-            level: histories[level].replay(codes[order], key_list, values[order], commit=commit,
-                                           out_index=order)
+            level: self.history_[level].replay(codes[order], key_list, peaks[order], commit=commit,
+                                               out_index=order)
             for level, (codes, key_list) in groups.items()
         }
 
     def _replay_levels(self, keys: _Keys, peaks: np.ndarray, *, commit: bool) -> dict[str, HistoryFeatures]:
-        out = self._levels_of(self.history_, keys, peaks, commit=commit)
+        out = self._levels_of(keys, peaks, commit=commit)
         order = np.argsort(keys.ns, kind="stable")
         p = peaks[order]
         codes, key_list = keys.fine
@@ -570,7 +574,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             levels = self._replay_levels(keys, peaks, commit=commit)
         else:
             levels = {
-                **self._levels_of(self.history_, keys, None, commit=False),
+                **self._levels_of(keys, None, commit=False),
                 "vpa": self.vpa_.current(*keys.fine),
             }
         fine, coarse, glob = levels["fine"], levels["coarse"], levels["global"]
@@ -620,12 +624,6 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         }
         return codes, numeric
 
-    @staticmethod
-    def _level_groups(keys: _Keys) -> dict[str, tuple[np.ndarray, list]]:
-        """The rows' groups at each grouping of the job-adjusted level."""
-        return {"fine": keys.fine, "coarse": keys.coarse,
-                "global": (np.zeros(keys.ns.size, np.intp), [_GLOBAL_KEY])}
-
     def _fit_level(self, parsed: _Parsed, peaks: np.ndarray) -> np.ndarray:
         """Fit :attr:`level_` on the training jobs; their ``hist_grp_level`` (GB), causal."""
         codes, numeric = self._level_inputs(parsed)
@@ -633,14 +631,14 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.level_ = JobLevel(self.ewm_alpha, self.min_history)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)
-        return np.exp(self.level_.fit(self._level_groups(parsed.keys), parsed.keys.ns, sized,
+        return np.exp(self.level_.fit(parsed.keys.levels(), parsed.keys.ns, sized,
                                       numeric, log_peaks))
 
     def _level(self, parsed: _Parsed, peaks: np.ndarray | None, *, commit: bool) -> np.ndarray:
         """``hist_grp_level`` (GB) of later jobs (a replay with ``peaks``)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = None if peaks is None else np.log(peaks)
-        return np.exp(self.level_.transform(self._level_groups(parsed.keys), parsed.keys.ns,
+        return np.exp(self.level_.transform(parsed.keys.levels(), parsed.keys.ns,
                                             *self._level_inputs(parsed), log_peaks, commit=commit))
 
     def _filled(self, parsed: _Parsed, name: str) -> np.ndarray:
