@@ -9,6 +9,11 @@ and every family is scored on the latest 10 % (holdout, causal replay). Per data
 holds the holdout table (with the ratio of each score to the oracle's where the data has truth),
 the champion, whether it beats the configured request, ``max_seen``, ``vpa`` and
 ``group_percentile``, and the cost-aware safe variant against the configured request.
+
+**Cold start** (``traces_new_types``): each trace again, ``--new-type-draws`` times, with every
+training task of a third of the task types that the latest 10 % runs removed (drawn with
+``--seed``): those types are new when the latest 10 % is replayed, as when a workflow gains
+processes. The holdout is the same tasks as the trace's own.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from resource_prediction.data import load_telemetry
+from resource_prediction.data import load_telemetry, time_split
 from resource_prediction.paths import ArtifactPaths
+from resource_prediction.schema import frame_schema
 from resource_prediction.synthetic import SCENARIOS, generate_telemetry
 from resource_prediction.training.evaluation import ORACLE, Trainer
 
@@ -70,9 +77,22 @@ def summarise(name: str, result, seconds: float) -> dict:
     return out
 
 
-def evaluate(name: str, df: pd.DataFrame, workdir: Path) -> dict:
+def with_new_types(df: pd.DataFrame, rng: np.random.Generator, share: float = 1 / 3,
+                   test_fraction: float = 0.10) -> tuple[pd.DataFrame, float, list[str]]:
+    """``df`` without the training rows of ``share`` of the holdout's task types, the test
+    fraction that keeps the same holdout, and the types removed."""
+    train, test = time_split(df, test_fraction)
+    column = frame_schema(df).fine[0]
+    types = np.array(sorted(set(test[column].astype(str))))
+    new = rng.choice(types, size=max(1, int(len(types) * share)), replace=False)
+    kept = pd.concat([train[~train[column].astype(str).isin(new)], test])
+    return kept, len(test) / len(kept), sorted(new.tolist())
+
+
+def evaluate(name: str, df: pd.DataFrame, workdir: Path, test_fraction: float = 0.10) -> dict:
     start = time.perf_counter()
-    trainer = Trainer(df, paths=ArtifactPaths(workdir / name), storage="memory", n_boot=200)
+    trainer = Trainer(df, paths=ArtifactPaths(workdir / name), storage="memory", n_boot=200,
+                      test_fraction=test_fraction)
     result = trainer.run(evaluate_all_archs=True, write=False)
     record = summarise(name, result, time.perf_counter() - start)
     record["selection"] = trainer.selection
@@ -89,9 +109,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES, help="folder of trace_*.csv")
+    parser.add_argument("--new-type-draws", type=int, default=2,
+                        help="cold-start draws per trace (0: none)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    results: dict = {"seed": args.seed, "scenarios": [], "traces": []}
+    results: dict = {"seed": args.seed, "scenarios": [], "traces": [], "traces_new_types": []}
+    rng = np.random.default_rng(args.seed)
     traces = sorted(args.traces.glob("trace_*.csv")) if args.traces.is_dir() else []
     if not traces:
         results["traces_skipped"] = f"no trace_*.csv under {args.traces}"
@@ -100,7 +123,12 @@ def main() -> None:
             df = generate_telemetry(seed=args.seed, with_truth=True, scenario=scenario)
             results["scenarios"].append(evaluate(scenario, df, Path(tmp)))
         for trace in traces:
-            results["traces"].append(evaluate(trace.stem, load_telemetry(trace), Path(tmp)))
+            df = load_telemetry(trace)
+            results["traces"].append(evaluate(trace.stem, df, Path(tmp)))
+            for draw in range(args.new_type_draws):
+                cold, fraction, new = with_new_types(df, rng)
+                record = evaluate(f"{trace.stem}_new_types_{draw}", cold, Path(tmp), fraction)
+                results["traces_new_types"].append({**record, "new_types": new})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, default=float))
 

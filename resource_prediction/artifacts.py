@@ -56,7 +56,9 @@ __all__ = [
 #: telemetry schema and the composed estimators (1.x files name classes that no longer exist, so
 #: they are refused with a clear message instead of failing inside the unpickler). 3.0: the
 #: preprocessor computes the job-adjusted level ``hist_grp_level`` (2.x models lack the feature).
-FORMAT_VERSION = "3.0"
+#: 4.0: the cost-aware model's guard reads the group's largest peak and its Mondrian split may be
+#: the predicted scale (3.x cost-aware models lack both).
+FORMAT_VERSION = "4.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

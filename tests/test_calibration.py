@@ -8,7 +8,7 @@ import pytest
 from resource_prediction.data import time_split
 from resource_prediction.metrics import business_score
 from resource_prediction.models import CostAwareRegressor
-from resource_prediction.models.cost_aware import MAX_RATIO, block_median_score
+from resource_prediction.models.cost_aware import MAX_RATIO, SCALE_MONDRIAN, block_median_score
 from resource_prediction.models.guard import guard_allocation
 from resource_prediction.preprocessing import ModelPreprocessor
 from resource_prediction.synthetic import generate_telemetry
@@ -87,21 +87,30 @@ def test_unseen_task_type_gets_finite_allocations_within_its_prior(new_task_type
     assert np.median(alloc) > 0.5 * peers[0] and np.median(alloc) < 20 * peers[1]
 
 
-def test_guard_gives_cold_groups_their_request_capped_by_their_peers(new_task_type):
+@pytest.mark.parametrize("mode", ["request", "max"])
+def test_guard_gives_cold_groups_their_request(new_task_type, mode):
+    """Jobs of a new task type get their request (``"max"``: at least the request capped by the
+    peers); young groups at least their largest peak (capped by the request); settled groups
+    the model's allocation."""
     pre, X, y, later, new = new_task_type
-    guarded = CostAwareRegressor(**NO_EVIDENCE, **FAST).fit(X, y)
+    guarded = CostAwareRegressor(guard=mode, **NO_EVIDENCE, **FAST).fit(X, y)
     assert guarded.guard_active_
     unguarded = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     X_new = pre.transform(new.drop(columns=["max_rss", "max_rss_gb"]))
-    floor = np.minimum(64.0, X_new["hist_grp_max_20"].to_numpy())
     alloc, free = guarded.predict(X_new), unguarded.predict(X_new)
-    np.testing.assert_allclose(alloc, np.maximum(free, floor))
+    expected = np.full(len(X_new), 64.0)
+    if mode == "max":
+        expected = np.maximum(free, np.minimum(expected, X_new["hist_grp_max_20"].to_numpy()))
+    np.testing.assert_allclose(alloc, expected)
     assert guarded.explain(X_new)["guarded"].to_numpy().any()
-    # known groups: the guard changes nothing
     X_known = pre.transform(later.drop(columns=["max_rss", "max_rss_gb"]))
-    warm = X_known["hist_grp_count"].to_numpy() >= 1
-    assert warm.any()
-    np.testing.assert_allclose(guarded.predict(X_known)[warm], unguarded.predict(X_known)[warm])
+    count = X_known["hist_grp_count"].to_numpy()
+    young, settled = (count >= 1) & (count < guarded.guard_settle), count >= guarded.guard_settle
+    assert young.any() and settled.any()
+    alloc, free = guarded.predict(X_known), unguarded.predict(X_known)
+    seen_floor = np.minimum(X_known["memreq_gb"], X_known["hist_grp_max_seen"]).to_numpy()
+    np.testing.assert_allclose(alloc[young], np.maximum(free, seen_floor)[young])
+    np.testing.assert_allclose(alloc[settled], free[settled])
 
 
 def test_guard_learns_from_the_first_finished_jobs(new_task_type):
@@ -113,9 +122,13 @@ def test_guard_learns_from_the_first_finished_jobs(new_task_type):
     count = X_replay["hist_grp_count"].to_numpy()
     assert count[0] == 0 and (count[1:] >= 1).any()
     alloc, free = guarded.predict(X_replay), unguarded.predict(X_replay)
-    floor = np.minimum(64.0, X_replay["hist_grp_max_20"].to_numpy())
-    np.testing.assert_allclose(alloc[count == 0], np.maximum(free, floor)[count == 0])
-    np.testing.assert_allclose(alloc[count >= 1], free[count >= 1])
+    np.testing.assert_allclose(alloc[count == 0], 64.0)
+    # its first peaks set the floor: the largest seen so far (the request caps it)
+    young = (count >= 1) & (count < guarded.guard_settle)
+    seen = np.minimum(64.0, X_replay["hist_grp_max_seen"].to_numpy())
+    assert young.any() and (seen[young] < 64.0).any()
+    np.testing.assert_allclose(alloc[young], np.maximum(free, seen)[young])
+    np.testing.assert_allclose(alloc[count >= guarded.guard_settle], free[count >= guarded.guard_settle])
 
 
 def test_guard_steps_aside_only_with_evidence(new_task_type):
@@ -142,6 +155,12 @@ def test_guard_allocation_rules(mode, expected):
     out, changed = guard_allocation(alloc, count, request, peers, mode=mode, min_history=3)
     np.testing.assert_allclose(out, expected)
     np.testing.assert_array_equal(changed, np.asarray(expected) != alloc)
+    # young groups (3 <= count < 12): at least min(request, seen); the request caps the seen peak
+    seen = np.array([9.0, 9.0, 7.0, 9.0, 9.0])
+    out, _ = guard_allocation(alloc, count, request, peers, mode=mode, min_history=3,
+                              seen_gb=seen, settle_history=12)
+    np.testing.assert_allclose(out[2], 7.0)
+    np.testing.assert_allclose(out[[0, 1, 3, 4]], np.asarray(expected)[[0, 1, 3, 4]])
     with pytest.raises(ValueError, match="guard must be one of"):
         guard_allocation(alloc, count, request, peers, mode="always")
 
@@ -158,9 +177,21 @@ def test_auto_keeps_the_candidate_with_the_best_forward_score(drifting):
     assert set(model.location_scores_) == {"trees", "flat"}
     assert model.location_kind_ == min(model.location_scores_, key=model.location_scores_.get)
     kind_scores = {m: v for (kind, m), v in scores.items() if kind == model.location_kind_}
-    names = list(model.feature_names_in_)
-    chosen = None if model.mondrian_index_ is None else names[model.mondrian_index_]
-    assert chosen == min(kind_scores, key=kind_scores.get)
+    assert model.mondrian_ == min(kind_scores, key=kind_scores.get)
+
+
+def test_scale_mondrian_sorts_jobs_by_their_predicted_spread(drifting):
+    """With the predicted scale as Mondrian feature each tercile of the calibration's scales keeps
+    its own residual quantiles, and a wider predicted scale never falls in a lower category."""
+    X, y, X_later, _ = drifting
+    model = CostAwareRegressor(location="trees", mondrian=SCALE_MONDRIAN, guard=None, **FAST).fit(X, y)
+    assert model.mondrian_ == SCALE_MONDRIAN and model.residual_quantiles_.shape[0] == 4
+    assert (model.calibration_counts_[1:] >= model.min_calibration).all()
+    info = model.explain(X_later).sort_values("log_scale")
+    assert set(info["calibration_category"]) <= {1, 2, 3}
+    assert (np.diff(info["calibration_category"].to_numpy()) >= 0).all()
+    # the categories differ in shape, not only in a common scale
+    assert not np.allclose(model.residual_quantiles_[1], model.residual_quantiles_[3])
 
 
 def test_block_median_score_is_not_decided_by_one_stretch():

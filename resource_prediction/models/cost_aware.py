@@ -15,8 +15,9 @@ allocation`): the best quantile differs from job to job. This model
 3. fits the scale: a second LightGBM (or one level, for the flat kind) on the absolute forward
    residuals, cross-fitted so the standardised residuals are honest;
 4. keeps the standardised residuals as empirical quantiles per calibration category (Mondrian
-   calibration: by the job's task type or by how much history its group had, with the pooled
-   quantiles for categories with few residuals), optionally weighted towards recent jobs;
+   calibration: by how much history the job's group had, optionally by its predicted scale or by
+   its task type, with the pooled quantiles for categories with few residuals), optionally
+   weighted towards recent jobs;
 5. scores every candidate (location kind x Mondrian feature) by the business score its
    calibrated allocations get on the later half of the forward rows, with the residual quantiles
    of the earlier half; keeps each kind's best Mondrian feature, and of the kinds the one with
@@ -25,9 +26,10 @@ allocation`): the best quantile differs from job to job. This model
 6. per job, turns ``exp(location + widen x scale x residual quantiles)`` into weighted sample
    points and allocates the point minimising the expected cost
    (:func:`~resource_prediction.allocation.optimal_allocation_from_samples`);
-7. guards (:func:`~resource_prediction.models.guard.guard_allocation`): a job whose group has
-   no history for the model to have evidence is not allocated less than its configured request
-   (capped at what its peers have needed).
+7. guards (:func:`~resource_prediction.models.guard.guard_allocation`) where the calibration
+   gives no evidence that the model beats it: a job whose group has no history gets its
+   configured request, and one whose group has few peaks not less than the smaller of its
+   request and the largest peak its group has seen.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ from resource_prediction.models.base import BasePredictor, suggest_preprocessor_
 from resource_prediction.models.guard import guard_allocation
 
 __all__ = [
-    "CALIBRATIONS", "CostAwareRegressor", "block_median_score", "search_space", "tail_levels",
-    "weighted_quantiles",
+    "CALIBRATIONS", "SCALE_BINS", "SCALE_MONDRIAN", "CostAwareRegressor", "block_median_score",
+    "search_space", "tail_levels", "weighted_quantiles",
 ]
 
 #: Rows per chunk when building the (rows x support points) matrix.
@@ -64,6 +66,13 @@ MAX_RATIO = 100.0
 LOCATIONS = ("trees", "flat", "auto")
 #: Candidates are scored by their median business score over this many blocks of time.
 SCORE_BLOCKS = 4
+#: Mondrian candidate that sorts jobs by their predicted scale (cut at its calibration quantiles
+#: into :data:`SCALE_BINS` categories), not by a feature: the residuals' shape changes with the
+#: spread (a two-valued peak is wide and lopsided, a steady one narrow and symmetric).
+SCALE_MONDRIAN = "predicted_scale"
+SCALE_BINS = 3
+#: ``mondrian_index`` of :data:`SCALE_MONDRIAN` (feature positions are >= 0).
+_SCALE_INDEX = -1
 
 
 @dataclass
@@ -82,6 +91,7 @@ class _Calibration:
     scale_model: object = None
     rows: np.ndarray | None = None
     alloc: np.ndarray | None = None
+    edges: np.ndarray | None = None
 
 
 def tail_levels(n_support: int, tail_power: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
@@ -174,11 +184,14 @@ class CostAwareRegressor(BasePredictor):
     mondrian : str, None or tuple of them
         Feature whose value sorts jobs into calibration categories, each with its own residual
         quantiles (Mondrian calibration): a categorical feature by value (the task type), a
-        numeric one cut at ``mondrian_edges`` (the group's history count); None pools every
-        residual. A tuple names candidates: the one with the best calibration score is kept. The
-        default leaves the task type out: on workflows that run in stages its per-type quantiles
-        drift from one stage to the next (it scored 132 against 114 on the ``workflow_phases``
-        scenario), and on the real traces it was never kept.
+        numeric one cut at ``mondrian_edges`` (the group's history count); :data:`SCALE_MONDRIAN`
+        cuts the predicted scale at its calibration terciles; None pools every residual. A tuple
+        names candidates: the one with the best calibration score is kept. The default leaves
+        the task type out: on workflows that run in stages its per-type quantiles drift from one
+        stage to the next (it scored 132 against 114 on the ``workflow_phases`` scenario), and on
+        the real traces it was never kept. Nor the predicted scale: it scored 105.8 against 110.3
+        on ``workflow_phases`` (wide jobs there have two-valued peaks, narrow ones not), but on a
+        small real trace it won the calibration by chance and failed 28 % of the next tasks.
     mondrian_edges : tuple of float
         Category edges: ``(1, 3, 10)`` makes ``< 1``, ``1-2``, ``3-9``, ``>= 10``.
     min_calibration : int
@@ -190,17 +203,22 @@ class CostAwareRegressor(BasePredictor):
         Sample points per job's predictive distribution.
     widen : float
         Multiplier of the predicted scale (>1 widens the distribution).
-    guard : {"max", "request"} or None
+    guard : {"request", "max"} or None
         The do-no-harm guard (:func:`~resource_prediction.models.guard.guard_allocation`) for jobs
         whose group has seen fewer than ``guard_min_history`` peaks (the ``history`` feature):
-        ``"max"`` allocates at least the configured request capped at the peers' recent maximum
-        (``peers``), ``"request"`` the request itself; None disables it. It stays active unless
-        the calibration shows the model cheaper than the guard on at least ``guard_evidence``
-        jobs without history (``guard_active_``).
+        ``"request"`` allocates the configured request, ``"max"`` at least the request capped at
+        the peers' recent maximum (``peers``); None disables it. Jobs whose group has seen fewer
+        than ``guard_settle`` peaks get at least the smaller of their request and their group's
+        largest peak (``seen``). It stays active unless the calibration shows the model cheaper
+        than the guard on at least ``guard_evidence`` jobs with so little history
+        (``guard_active_``).
     guard_min_history : int
-        History (peaks of the job's group) below which the guard applies.
+        History (peaks of the job's group) below which the request is the floor.
     guard_evidence : int
-        Jobs without history the calibration must hold before the model may overrule the guard.
+        Jobs with little history the calibration must hold before the model may overrule the
+        guard.
+    guard_settle : int
+        History below which the group's largest peak so far (capped at the request) is the floor.
     history : str or None
         Feature holding the number of peaks the job's group has seen.
     request : str or None
@@ -208,6 +226,8 @@ class CostAwareRegressor(BasePredictor):
     peers : str or None
         Feature holding the recent maximum peak of the nearest group with history (GB): the
         preprocessor's ``hist_grp_max_20`` falls back to the coarse group, then all jobs.
+    seen : str or None
+        Feature holding the largest peak the job's group has seen (GB).
     random_state : int
     n_jobs : int
 
@@ -224,8 +244,8 @@ class CostAwareRegressor(BasePredictor):
     guard_active_ : bool
         Whether the guard applies (see ``guard``).
     guard_evidence_ : dict
-        Jobs without history in the calibration, and the model's and the guard's cost on them
-        (only when there were enough to decide).
+        Jobs with less than ``guard_settle`` history in the calibration, and the model's and the
+        guard's cost on them (only when there were enough to decide).
     log_cap_ : float
         ``log`` of :data:`MAX_RATIO` x the largest training peak: no sample point lies above it.
     location_kind_ : str
@@ -237,7 +257,14 @@ class CostAwareRegressor(BasePredictor):
     location_scores_ : dict
         Per location kind, its chosen candidate's median business score over
         :data:`SCORE_BLOCKS` consecutive blocks of those rows: it chooses the kind.
-    offset_index_, mondrian_index_, history_index_, request_index_, peers_index_ : int or None
+    mondrian_ : str or None
+        The Mondrian candidate kept (as ``mondrian`` names it; None: pooled).
+    scale_edges_ : ndarray
+        Predicted scales that cut the :data:`SCALE_MONDRIAN` categories.
+    offset_index_, mondrian_index_, history_index_ : int or None
+        Feature positions of those features (None when absent; ``mondrian_index_`` is -1 for
+        :data:`SCALE_MONDRIAN`).
+    request_index_, peers_index_, seen_index_ : int or None
         Feature positions of those features (None when absent).
     """
 
@@ -263,9 +290,11 @@ class CostAwareRegressor(BasePredictor):
         recency: float = 0.0,
         n_support: int = 128,
         widen: float = 1.0,
-        guard: str | None = "max",
+        guard: str | None = "request",
         guard_min_history: int = 1,
         guard_evidence: int = 50,
+        guard_settle: int = 20,
+        seen: str | None = "hist_grp_max_seen",
         history: str | None = "hist_grp_count",
         request: str | None = "memreq_gb",
         peers: str | None = "hist_grp_max_20",
@@ -295,6 +324,8 @@ class CostAwareRegressor(BasePredictor):
         self.guard = guard
         self.guard_min_history = guard_min_history
         self.guard_evidence = guard_evidence
+        self.guard_settle = guard_settle
+        self.seen = seen
         self.history = history
         self.request = request
         self.peers = peers
@@ -345,14 +376,18 @@ class CostAwareRegressor(BasePredictor):
         usable = np.isfinite(values) & (values > 0)
         return np.where(usable, np.log(np.where(usable, values, 1.0)), self.log_level_)
 
-    def _categories(self, Xa: np.ndarray, index: int | None) -> np.ndarray:
+    def _categories(self, Xa: np.ndarray, index: int | None, scale: np.ndarray | None = None,
+                    edges: np.ndarray | None = None) -> np.ndarray:
         """Calibration category of each row by the feature at ``index`` (0: the pooled row).
 
         A categorical feature gives one category per value seen in ``fit`` (unseen values are
-        pooled); a numeric one is cut at ``mondrian_edges``.
+        pooled); a numeric one is cut at ``mondrian_edges``; :data:`SCALE_MONDRIAN` cuts the
+        rows' predicted ``scale`` at ``edges``.
         """
         if index is None:
             return np.zeros(Xa.shape[0], dtype=np.intp)
+        if index == _SCALE_INDEX:
+            return 1 + np.searchsorted(edges, scale, side="right")
         values = Xa[:, index]
         if self.categorical_mask_[index]:
             return np.where(np.isnan(values), 0, np.nan_to_num(values) + 1).astype(np.intp)
@@ -362,6 +397,8 @@ class CostAwareRegressor(BasePredictor):
     def _n_categories(self, index: int | None) -> int:
         if index is None:
             return 1
+        if index == _SCALE_INDEX:
+            return 1 + SCALE_BINS
         if self.categorical_mask_[index]:
             return 1 + len(self.categories_[index])
         return 2 + len(self.mondrian_edges)
@@ -422,23 +459,31 @@ class CostAwareRegressor(BasePredictor):
         later = np.argsort(np.argsort(order, kind="stable"), kind="stable") >= rows.size // 2
         earlier = ~later
         out = []
+        edges = np.quantile(scale, np.arange(1, SCALE_BINS) / SCALE_BINS)
         for index in self._mondrian_indices():
-            cats = self._categories(Xa[rows], index)
+            cats = self._categories(Xa[rows], index, scale, edges)
             table, _ = self._quantile_table(standardised[earlier], cats[earlier], order[earlier], index)
             alloc = self._allocate(mu[later], scale[later] * self.widen, table[cats[later]])
             table, counts = self._quantile_table(standardised, cats, order, index)
             score = business_score(alloc, y[rows[later]], penalty=self.penalty)
             block = block_median_score(alloc, y[rows[later]], rows[later], self.penalty)
             out.append(_Calibration(kind, offset_index, index, table, counts, floor, z, score,
-                                    block, scale_model, rows[later], alloc))
+                                    block, scale_model, rows[later], alloc, edges))
         return out
 
     def _mondrian_indices(self) -> list[int | None]:
         """Feature positions of the Mondrian candidates present in ``X`` (None: pooled)."""
         names = self.mondrian if isinstance(self.mondrian, tuple | list) else (self.mondrian,)
-        found = [self._feature_index(n) for n in names]
+        found = [_SCALE_INDEX if n == SCALE_MONDRIAN else self._feature_index(n) for n in names]
         return list(dict.fromkeys(i for i, n in zip(found, names, strict=True)
                                   if i is not None or n is None)) or [None]
+
+    @staticmethod
+    def _mondrian_name(index: int | None, names: list) -> str | int | None:
+        """The Mondrian candidate at ``index`` as ``mondrian`` names it."""
+        if index is None or index == _SCALE_INDEX:
+            return None if index is None else SCALE_MONDRIAN
+        return str(names[index]) if names else index
 
     def _quantile_table(self, standardised, categories, order, index) -> tuple[np.ndarray, np.ndarray]:
         """Pooled (row 0) and per-category residual quantiles (recency-weighted by ``order``) of
@@ -465,17 +510,15 @@ class CostAwareRegressor(BasePredictor):
         self.request_index_ = self._feature_index(self.request)
         self.history_index_ = self._feature_index(self.history)
         self.peers_index_ = self._feature_index(self.peers)
+        self.seen_index_ = self._feature_index(self.seen)
         self.log_level_ = float(np.median(np.log(y)))
         self.log_cap_ = float(np.log(MAX_RATIO * y.max()))
         self.levels_, self.weights_ = tail_levels(int(self.n_support))
         kinds = LOCATIONS[:2] if self.location == "auto" else (self.location,)
         calibrations = [c for kind in kinds for c in self._calibrate(Xa, y, kind)]
         names = list(getattr(self, "feature_names_in_", []))
-        self.calibration_scores_ = {
-            (c.kind, None if c.mondrian_index is None else str(names[c.mondrian_index]) if names
-             else c.mondrian_index): c.score
-            for c in calibrations
-        }
+        self.calibration_scores_ = {(c.kind, self._mondrian_name(c.mondrian_index, names)): c.score
+                                    for c in calibrations}
         # Within a kind the candidates share the location and differ in their tails: the pooled
         # score (every failure counted) compares them. Between kinds, whose errors fall on
         # different stretches and groups, the median over blocks of time decides.
@@ -485,6 +528,8 @@ class CostAwareRegressor(BasePredictor):
         self.location_kind_ = best.kind
         self.offset_index_ = best.offset_index
         self.mondrian_index_ = best.mondrian_index
+        self.mondrian_ = self._mondrian_name(best.mondrian_index, names)
+        self.scale_edges_ = best.edges
         self.residual_quantiles_, self.calibration_counts_ = best.table, best.counts
         self.scale_floor_, self.scale_model_ = best.floor, best.scale_model
         self.location_model_ = self._fit_model(self._makers(best.kind)[0], Xa, best.z)
@@ -492,9 +537,10 @@ class CostAwareRegressor(BasePredictor):
         return self
 
     def _guard_needed(self, Xa: np.ndarray, y: np.ndarray, alloc: np.ndarray) -> bool:
-        """Whether the model lacks evidence that it beats the guard on jobs without history.
+        """Whether the model lacks evidence that it beats the guard on jobs with little history.
 
-        On the calibration rows whose group had fewer than ``guard_min_history`` peaks, the
+        On the calibration rows whose group had fewer than ``guard_settle`` (at least
+        ``guard_min_history``) peaks, the
         model's calibrated allocations and the guard's are priced like the business score; the
         guard stays active unless the model was cheaper there, on at least ``guard_evidence``
         such jobs.
@@ -502,7 +548,8 @@ class CostAwareRegressor(BasePredictor):
         if self.guard is None or self.history_index_ is None or self.request_index_ is None:
             return False
         guarded, changed = self._guard(Xa, alloc)
-        cold = np.nan_to_num(Xa[:, self.history_index_], nan=0.0) < self.guard_min_history
+        cold = np.nan_to_num(Xa[:, self.history_index_], nan=0.0) < max(
+            self.guard_min_history, self.guard_settle)
         if cold.sum() < self.guard_evidence:
             return True
         unit = unit_failure_cost(float(y.mean()), self.penalty)
@@ -529,7 +576,8 @@ class CostAwareRegressor(BasePredictor):
             raise ValueError(f"penalty must be positive, got {self.penalty}")
         mu = predict_fast(self.location_model_, Xa) + self._log_offset(Xa, self.offset_index_)
         scale = np.maximum(predict_fast(self.scale_model_, Xa), self.scale_floor_) * self.widen
-        return mu, scale, self._categories(Xa, self.mondrian_index_)
+        cats = self._categories(Xa, self.mondrian_index_, scale / self.widen, self.scale_edges_)
+        return mu, scale, cats
 
     def _allocate(self, mu: np.ndarray, scale: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
         """Cost-optimal allocation of ``exp(mu + scale x quantiles)`` per row."""
@@ -556,9 +604,11 @@ class CostAwareRegressor(BasePredictor):
         if self.guard is None or self.history_index_ is None or self.request_index_ is None:
             return alloc, np.zeros(alloc.size, dtype=bool)
         peers = None if self.peers_index_ is None else Xa[:, self.peers_index_]
+        seen = None if self.seen_index_ is None else Xa[:, self.seen_index_]
         return guard_allocation(
             alloc, Xa[:, self.history_index_], Xa[:, self.request_index_], peers,
-            mode=self.guard, min_history=self.guard_min_history,
+            mode=self.guard, min_history=self.guard_min_history, seen_gb=seen,
+            settle_history=self.guard_settle,
         )
 
     def _predict(self, Xa: np.ndarray) -> np.ndarray:

@@ -1,14 +1,18 @@
 """Do no harm: where a model has no evidence, it does not allocate below today's configuration.
 
 A job whose group has seen fewer than ``min_history`` peaks is allocated from what the model learnt
-of *other* groups: its error there is the largest and least known. The guard keeps such a job at or
-above a floor: its configured request, capped at what its peers have needed (``mode="max"``, the
-default: the floor is ``min(request, peers)``, with ``peers`` the recent maximum peak of the
-nearest group with history, so a generous request does not inflate a job that the evidence says is
-small); ``mode="request"`` gives it the request itself. A new task type thus fails no more often
-than its request or its peers' evidence allow. Once the group's first jobs have run (replay, or
-``observe`` in deployment) the model's own allocation takes over. Rows with neither a usable
-request nor peers keep the model's allocation.
+of *other* groups: its error there is the largest and least known. The guard holds such a job
+to what runs today: its configured request (``mode="request"``), or at least the request capped
+at what its peers have needed (``mode="max"``: ``min(request, peers)``, with ``peers`` the recent
+maximum peak of the nearest group with history, so a generous request does not inflate a job that
+the evidence says is small; on real workflow traces the peers of a new process are other processes,
+and that cap failed tasks the request would have run).
+
+A group with a few peaks (fewer than ``settle_history``) has its own evidence, but too little for
+the model's calibration to speak for it: its jobs get at least the smaller of their request and the
+largest peak the group has seen (``seen_gb``), what users running ``max seen`` would give them.
+Once the group has that much history the model's own allocation takes over. Rows with neither a
+usable request nor peers keep the model's allocation.
 """
 
 from __future__ import annotations
@@ -32,8 +36,13 @@ def guard_allocation(
     peers_gb: np.ndarray | None = None,
     mode: str = "max",
     min_history: int = 1,
+    seen_gb: np.ndarray | None = None,
+    settle_history: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Guarded allocations and the mask of rows whose allocation the guard changed.
+
+    Rows with ``history_count < min_history`` get the ``mode`` floor; rows with
+    ``min_history <= history_count < settle_history`` at least ``min(request_gb, seen_gb)``.
 
     Examples
     --------
@@ -41,6 +50,11 @@ def guard_allocation(
     ...                               np.array([4.0, 40.0, 4.0]), peers_gb=np.array([8.0, 8.0, 8.0]))
     >>> a.tolist(), changed.tolist()
     ([4.0, 8.0, 2.0], [True, True, False])
+    >>> a, _ = guard_allocation(np.array([2.0, 2.0, 2.0]), np.array([0, 3, 30]),
+    ...                         np.array([4.0, 4.0, 4.0]), mode="request",
+    ...                         seen_gb=np.array([3.0, 3.0, 3.0]), settle_history=20)
+    >>> a.tolist()
+    [4.0, 3.0, 2.0]
     """
     if mode not in GUARD_MODES:
         raise ValueError(f"guard must be one of {GUARD_MODES} or None, got {mode!r}")
@@ -54,4 +68,9 @@ def guard_allocation(
         floor = np.fmin(request, peers)  # either one where the other is missing
         target = np.fmax(alloc, floor)
     out = np.where(cold & np.isfinite(target), target, alloc)
+    if seen_gb is not None and settle_history > min_history:
+        count = np.nan_to_num(np.asarray(history_count, dtype=float), nan=0.0)
+        young = ~cold & (count < settle_history)
+        floor = np.fmin(request, _usable(seen_gb))
+        out = np.where(young & np.isfinite(floor), np.fmax(out, floor), out)
     return out, out != alloc
