@@ -67,6 +67,7 @@ app: venv
 html: venv
 	@test -f book/results/04_evaluation.ipynb || { echo "no executed notebooks in book/results/: run 'make run' first"; exit 1; }
 	$(BIN)/python -m resource_prediction.glance --artifacts-dir $(ARTIFACTS) --out book/results/glance.md
+	$(BIN)/python -m resource_prediction.quality_page --bench $(ARTIFACTS)/bench/quality.json --out book/results/quality.md
 	$(BIN)/jupyter-book build -W --keep-going --path-output . .
 
 serve:

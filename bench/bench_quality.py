@@ -19,8 +19,10 @@ processes. The holdout is the same tasks as the trace's own.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -103,6 +105,13 @@ def evaluate(name: str, df: pd.DataFrame, workdir: Path, test_fraction: float = 
     return record
 
 
+def commit() -> str | None:
+    """The project's checked-out commit (short), None outside a git checkout."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent, check=False)
+    return done.stdout.strip() or None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="artifacts/bench/quality.json")
@@ -113,7 +122,8 @@ def main() -> None:
                         help="cold-start draws per trace (0: none)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    results: dict = {"seed": args.seed, "scenarios": [], "traces": [], "traces_new_types": []}
+    results: dict = {"seed": args.seed, "commit": commit(), "date": datetime.date.today().isoformat(),
+                     "scenarios": [], "traces": [], "traces_new_types": []}
     rng = np.random.default_rng(args.seed)
     traces = sorted(args.traces.glob("trace_*.csv")) if args.traces.is_dir() else []
     if not traces:

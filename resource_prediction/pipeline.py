@@ -370,4 +370,14 @@ def run_pipeline(config: PipelineConfig, echo=print) -> list[NotebookRun]:
 
         page = write_glance_page(paths, Path(config.book_results) / GLANCE_PAGE)
         echo(f"results at a glance -> {page}")
+    if config.book_results is not None:
+        from resource_prediction.quality_page import (
+            QUALITY_PAGE,
+            REFERENCE_BENCH,
+            write_quality_page,
+        )
+
+        bench = (paths.root / "bench" / "quality.json", REFERENCE_BENCH)
+        page = write_quality_page(Path(config.book_results) / QUALITY_PAGE, bench)
+        echo(f"allocation quality -> {page}")
     return runs

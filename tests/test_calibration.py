@@ -108,7 +108,7 @@ def test_guard_gives_cold_groups_their_request(new_task_type, mode):
     young, settled = (count >= 1) & (count < guarded.guard_settle), count >= guarded.guard_settle
     assert young.any() and settled.any()
     alloc, free = guarded.predict(X_known), unguarded.predict(X_known)
-    seen_floor = np.minimum(X_known["memreq_gb"], X_known["hist_grp_max_seen"]).to_numpy()
+    seen_floor = np.minimum(X_known["memreq_gb"], 1.2 * X_known["hist_grp_max_seen"]).to_numpy()
     np.testing.assert_allclose(alloc[young], np.maximum(free, seen_floor)[young])
     np.testing.assert_allclose(alloc[settled], free[settled])
 
@@ -125,7 +125,7 @@ def test_guard_learns_from_the_first_finished_jobs(new_task_type):
     np.testing.assert_allclose(alloc[count == 0], 64.0)
     # its first peaks set the floor: the largest seen so far (the request caps it)
     young = (count >= 1) & (count < guarded.guard_settle)
-    seen = np.minimum(64.0, X_replay["hist_grp_max_seen"].to_numpy())
+    seen = np.minimum(64.0, guarded.guard_margin * X_replay["hist_grp_max_seen"].to_numpy())
     assert young.any() and (seen[young] < 64.0).any()
     np.testing.assert_allclose(alloc[young], np.maximum(free, seen)[young])
     np.testing.assert_allclose(alloc[count >= guarded.guard_settle], free[count >= guarded.guard_settle])

@@ -337,6 +337,11 @@ def test_the_preferred_family_stays_champion_unless_beaten_with_confidence(jobs,
     assert trainer.choose_overall("barely_better") == "cost_aware_regression"
     assert 0.0 < trainer.selection["win_rate"] < trainer.confidence
     assert "barely_better scored below cost_aware_regression" in trainer.selection["rule"]
+    # the bootstrap resamples task types: with one type, every resample is the whole window
+    trainer.validation_types = np.full(y.size, "one_type")
+    assert trainer.choose_overall("barely_better") == "barely_better"
+    assert trainer.selection["win_rate"] == 1.0
+    trainer.validation_types = None
     trainer.preferred = None
     assert trainer.choose_overall("barely_better") == "barely_better"
     assert trainer.selection["rule"] == "lowest validation score"

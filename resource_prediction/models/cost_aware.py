@@ -29,7 +29,7 @@ allocation`): the best quantile differs from job to job. This model
 7. guards (:func:`~resource_prediction.models.guard.guard_allocation`) where the calibration
    gives no evidence that the model beats it: a job whose group has no history gets its
    configured request, and one whose group has few peaks not less than the smaller of its
-   request and the largest peak its group has seen.
+   request and 1.2 x the largest peak its group has seen.
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ class CostAwareRegressor(BasePredictor):
         ``"request"`` allocates the configured request, ``"max"`` at least the request capped at
         the peers' recent maximum (``peers``); None disables it. Jobs whose group has seen fewer
         than ``guard_settle`` peaks get at least the smaller of their request and their group's
-        largest peak (``seen``). It stays active unless the calibration shows the model cheaper
+        largest peak (``seen``) times ``guard_margin``. It stays active unless the calibration shows the model cheaper
         than the guard on at least ``guard_evidence`` jobs with so little history
         (``guard_active_``).
     guard_min_history : int
@@ -219,6 +219,9 @@ class CostAwareRegressor(BasePredictor):
         guard.
     guard_settle : int
         History below which the group's largest peak so far (capped at the request) is the floor.
+    guard_margin : float
+        Multiplier of that largest peak: 1.2, as the ``max_seen`` baseline (what workflow users
+        run today).
     history : str or None
         Feature holding the number of peaks the job's group has seen.
     request : str or None
@@ -294,6 +297,7 @@ class CostAwareRegressor(BasePredictor):
         guard_min_history: int = 1,
         guard_evidence: int = 50,
         guard_settle: int = 20,
+        guard_margin: float = 1.2,
         seen: str | None = "hist_grp_max_seen",
         history: str | None = "hist_grp_count",
         request: str | None = "memreq_gb",
@@ -325,6 +329,7 @@ class CostAwareRegressor(BasePredictor):
         self.guard_min_history = guard_min_history
         self.guard_evidence = guard_evidence
         self.guard_settle = guard_settle
+        self.guard_margin = guard_margin
         self.seen = seen
         self.history = history
         self.request = request
@@ -604,7 +609,7 @@ class CostAwareRegressor(BasePredictor):
         if self.guard is None or self.history_index_ is None or self.request_index_ is None:
             return alloc, np.zeros(alloc.size, dtype=bool)
         peers = None if self.peers_index_ is None else Xa[:, self.peers_index_]
-        seen = None if self.seen_index_ is None else Xa[:, self.seen_index_]
+        seen = None if self.seen_index_ is None else Xa[:, self.seen_index_] * self.guard_margin
         return guard_allocation(
             alloc, Xa[:, self.history_index_], Xa[:, self.request_index_], peers,
             mode=self.guard, min_history=self.guard_min_history, seen_gb=seen,

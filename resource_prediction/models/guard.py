@@ -9,8 +9,9 @@ the evidence says is small; on real workflow traces the peers of a new process a
 and that cap failed tasks the request would have run).
 
 A group with a few peaks (fewer than ``settle_history``) has its own evidence, but too little for
-the model's calibration to speak for it: its jobs get at least the smaller of their request and the
-largest peak the group has seen (``seen_gb``), what users running ``max seen`` would give them.
+the model's calibration to speak for it: its jobs get at least the smaller of their request and
+``seen_gb`` (the caller passes the largest peak the group has seen times a margin, what users
+running ``max seen x 1.2`` give them).
 Once the group has that much history the model's own allocation takes over. Rows with neither a
 usable request nor peers keep the model's allocation.
 """

@@ -1,0 +1,167 @@
+"""The book's *Allocation quality* page: the quality benchmark's tables, stated in words.
+
+``make bench`` (``bench/bench_quality.py``) scores every family on every scenario of the generator
+and on every real trace, each with default hyper-parameters and the champion chosen on validation,
+and writes ``quality.json``. The project keeps its run of record in ``book/benchmarks/quality.json``
+(with the commit and date it measured); a newer ``artifacts/bench/quality.json`` is preferred.
+Every figure on the page is read from that file; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = [
+    "QUALITY_PAGE", "REFERENCE_BENCH", "family_ratio_table", "quality_markdown", "quality_table",
+    "write_quality_page",
+]
+
+#: The page's file name in the book's results folder.
+QUALITY_PAGE = "quality.md"
+#: The benchmark of record, committed with the book.
+REFERENCE_BENCH = Path(__file__).resolve().parents[1] / "book" / "benchmarks" / "quality.json"
+#: Baselines of today's practice that every champion is compared with.
+BASELINES = ("configured_request", "max_seen", "vpa", "group_percentile")
+#: Records of the benchmark JSON, and how the page names them.
+SECTIONS = {"scenarios": "scenario", "traces": "trace", "traces_new_types": "trace, new task types"}
+#: The issue's bar: a champion within this multiple of its oracle.
+ORACLE_BAR = 1.15
+
+
+def _scores(record: dict) -> dict[str, float]:
+    return {row["family"]: row["business_score"] for row in record["table"]
+            if row.get("business_score") is not None}
+
+
+def quality_table(results: dict) -> pd.DataFrame:
+    """One row per data set: its champion's holdout score, the oracle's and today's baselines'."""
+    rows = []
+    for section, kind in SECTIONS.items():
+        for record in results.get(section, []):
+            scores = _scores(record)
+            ratio = record.get("champion_ratio_to_oracle")
+            rows.append({
+                "data": record["data"], "kind": kind, "champion": record["champion"],
+                "champion score": record["champion_score"],
+                "under-allocated %": record["champion_under_pct"],
+                "oracle": record.get("oracle_score"), "x oracle": ratio,
+                **{b: scores.get(b) for b in BASELINES},
+            })
+    return pd.DataFrame(rows)
+
+
+def family_ratio_table(results: dict) -> pd.DataFrame:
+    """Every family's holdout score as a multiple of the oracle's (families x scenarios)."""
+    ratios = {record["data"]: {row["family"]: row.get("ratio_to_oracle") for row in record["table"]}
+              for record in results.get("scenarios", [])}
+    table = pd.DataFrame(ratios).drop(index="oracle", errors="ignore")
+    return table.loc[table.mean(axis=1).sort_values().index] if len(table) else table
+
+
+#: Columns whose values are names in the code (data sets, families).
+CODE_COLUMNS = ("data", "champion", "family")
+
+
+def _cell(value, digits: int, code: bool) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, str):
+        return f"`{value}`" if code else value
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _markdown(frame: pd.DataFrame, digits: dict[str, int] | int = 1) -> str:
+    """A Markdown table; ``digits`` per column (or for all), numbers right-aligned."""
+    places = {c: digits.get(c, 1) if isinstance(digits, dict) else digits for c in frame.columns}
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---"
+                          for c in frame.columns) + "|"
+    body = ["| " + " | ".join(_cell(v, places[c], c in CODE_COLUMNS)
+                              for c, v in zip(frame.columns, row, strict=True))
+            + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def _summary(table: pd.DataFrame) -> list[str]:
+    lines = []
+    scenarios = table[table["kind"] == "scenario"].dropna(subset=["x oracle"])
+    if len(scenarios):
+        within = scenarios[scenarios["x oracle"] <= ORACLE_BAR]
+        worst = scenarios.sort_values("x oracle").iloc[-1]
+        lines.append(
+            f"On {len(within)} of {len(scenarios)} scenarios the champion is within {ORACLE_BAR:g} x "
+            f"the oracle (the Bayes-optimal allocation of the generator); the furthest is "
+            f"`{worst['data']}` at {worst['x oracle']:.3f} x.")
+    for kind in ("trace", "trace, new task types"):
+        rows = table[table["kind"] == kind]
+        if not len(rows):
+            continue
+        beats = rows[[b for b in BASELINES]].gt(rows["champion score"], axis=0) | rows[
+            [b for b in BASELINES]].isna()
+        all_four = int(beats.all(axis=1).sum())
+        lost = [f"`{r.data}` ({', '.join(b for b in BASELINES if not beats.loc[i, b])})"
+                for i, r in rows.iterrows() if not beats.loc[i].all()]
+        lines.append(
+            f"On {all_four} of {len(rows)} {'real traces' if kind == 'trace' else 'traces with new task types'} "
+            f"the champion scores below the configured request, `max_seen`, `vpa` and "
+            f"`group_percentile`" + (f"; not on {', '.join(lost)}." if lost else "."))
+    return lines
+
+
+def quality_markdown(results: dict | None, source: str = "") -> str:
+    """The *Allocation quality* page (MyST Markdown) of a ``quality.json`` (None: not measured)."""
+    lines = ["# Allocation quality on data it was not tuned to", ""]
+    if not results:
+        return "\n".join(lines + ["No quality benchmark was found: `make bench` measures it "
+                                  "(`artifacts/bench/quality.json`).", ""])
+    when = ", ".join(f"{k} {results[k]}" for k in ("commit", "date") if results.get(k))
+    lines += [
+        f"Read from `{source or 'quality.json'}`" + (f" ({when})" if when else "") + ". Every family "
+        "ran with its default hyper-parameters; the champion was chosen on the validation window "
+        "inside the training period, as `resource-prediction evaluate` does, and every score is the "
+        "business score on the latest 10 % of the jobs, replayed (lower is better). The scenarios "
+        "are those of the generator ({doc}`../data`); the traces are real Nextflow runs, once as "
+        "they are and once with every training task of a third of the task types that the latest "
+        "10 % runs removed, so those types are new when it is replayed.", ""]
+    table = quality_table(results)
+    lines += [f"- {line}" for line in _summary(table)] + [""]
+    digits = {"under-allocated %": 2, "x oracle": 3}
+    lines += ["## Champions against the oracle and today's practice", "", _markdown(table, digits), ""]
+    ratios = family_ratio_table(results)
+    if len(ratios):
+        lines += ["## Every family, as a multiple of the oracle", "",
+                  "Rows are sorted by their mean over the scenarios.", "",
+                  _markdown(ratios.reset_index(names="family"), 3), ""]
+    return "\n".join(lines)
+
+
+def write_quality_page(target: str | Path, candidates: tuple[Path, ...] = (REFERENCE_BENCH,)) -> Path:
+    """Write :func:`quality_markdown` of the first existing benchmark in ``candidates``."""
+    found = next((Path(c) for c in candidates if Path(c).is_file()), None)
+    results = json.loads(found.read_text()) if found else None
+    # the page names the file by its place in the project, never by a machine path
+    source = "" if found is None else f"{found.parent.parent.name}/{found.parent.name}/{found.name}"
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(quality_markdown(results, source))
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m resource_prediction.quality_page [--bench FILE] [--out FILE]``: write the page
+    from ``--bench`` when it exists, else from the benchmark of record."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write the book's Allocation quality page.")
+    parser.add_argument("--bench", type=Path, default=Path("artifacts") / "bench" / "quality.json")
+    parser.add_argument("--out", type=Path, default=Path("book") / "results" / QUALITY_PAGE)
+    args = parser.parse_args(argv)
+    print(f"allocation quality -> {write_quality_page(args.out, (args.bench, REFERENCE_BENCH))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The book's *Allocation quality* page: read from the quality benchmark, nothing typed in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resource_prediction.quality_page import (
+    REFERENCE_BENCH,
+    family_ratio_table,
+    quality_markdown,
+    quality_table,
+    write_quality_page,
+)
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    if not REFERENCE_BENCH.is_file():
+        pytest.skip("no benchmark of record in book/benchmarks/")
+    return json.loads(REFERENCE_BENCH.read_text())
+
+
+def test_table_holds_every_data_set_with_its_figures(reference):
+    table = quality_table(reference).set_index("data")
+    records = [r for section in ("scenarios", "traces", "traces_new_types")
+               for r in reference.get(section, [])]
+    assert list(table.index) == [r["data"] for r in records]
+    for record in records:
+        row = table.loc[record["data"]]
+        assert row["champion"] == record["champion"]
+        assert row["champion score"] == pytest.approx(record["champion_score"])
+        scores = {t["family"]: t["business_score"] for t in record["table"]}
+        assert row["configured_request"] == pytest.approx(scores["configured_request"])
+    ratios = family_ratio_table(reference)
+    assert set(ratios.columns) == {r["data"] for r in reference["scenarios"]}
+    assert "oracle" not in ratios.index
+    assert ratios.mean(axis=1).is_monotonic_increasing
+
+
+def test_page_states_the_figures_in_words(reference, tmp_path):
+    page = write_quality_page(tmp_path / "quality.md", (tmp_path / "absent.json", REFERENCE_BENCH)).read_text()
+    assert page.startswith("# Allocation quality")
+    assert "book/benchmarks/quality.json" in page and str(tmp_path) not in page
+    for record in reference["scenarios"]:
+        assert f"| `{record['data']}` |" in page
+        assert f"{record['champion_ratio_to_oracle']:.3f}" in page
+    assert "scenarios the champion is within 1.15 x" in page
+    if reference.get("commit"):
+        assert reference["commit"] in page
+
+
+def test_a_newer_benchmark_is_preferred_and_a_missing_one_is_said(tmp_path):
+    record = {"data": "default", "champion": "cost_aware_regression", "champion_score": 60.0,
+              "champion_under_pct": 4.0, "oracle_score": 50.0, "champion_ratio_to_oracle": 1.2,
+              "table": [{"family": "oracle", "business_score": 50.0, "ratio_to_oracle": 1.0},
+                        {"family": "cost_aware_regression", "business_score": 60.0, "ratio_to_oracle": 1.2},
+                        {"family": "configured_request", "business_score": 170.0, "ratio_to_oracle": 3.4}]}
+    newer = tmp_path / "bench" / "quality.json"
+    newer.parent.mkdir()
+    newer.write_text(json.dumps({"commit": "abc1234", "scenarios": [record]}))
+    page = write_quality_page(tmp_path / "quality.md", (newer, REFERENCE_BENCH)).read_text()
+    assert "abc1234" in page and "1.200" in page and "On 0 of 1 scenarios" in page
+    assert "No quality benchmark" in quality_markdown(None)
+    page = write_quality_page(tmp_path / "none.md", (tmp_path / "absent.json",)).read_text()
+    assert "No quality benchmark was found" in page
