@@ -21,7 +21,9 @@ __all__ = [
 
 #: The page's file name in the book's results folder.
 QUALITY_PAGE = "quality.md"
-#: The benchmark of record, committed with the book.
+#: The benchmark of record, committed with the book (``book/benchmarks/quality.json``).
+#:
+#: :meta hide-value:
 REFERENCE_BENCH = Path(__file__).resolve().parents[1] / "book" / "benchmarks" / "quality.json"
 #: Baselines of today's practice that every champion is compared with.
 BASELINES = ("configured_request", "max_seen", "vpa", "group_percentile")
