@@ -209,3 +209,15 @@ def test_block_median_score_is_not_decided_by_one_stretch():
     shuffled = rng.permutation(400)
     assert block_median_score(mostly_tight[shuffled], y[shuffled], shuffled, 5.0) == \
         pytest.approx(block_median_score(mostly_tight, y, np.arange(400), 5.0))
+
+
+@pytest.mark.parametrize(("param", "message"), [
+    ({"widen": 0.0}, "widen must be positive"),
+    ({"recency": -1.0}, "recency must be >= 0"),
+    ({"guard_margin": 0.0}, "guard_margin must be positive"),
+    ({"location": "both"}, "location must be one of"),
+])
+def test_bad_parameters_are_refused_by_name(drifting, param, message):
+    X, y, _, _ = drifting
+    with pytest.raises(ValueError, match=message):
+        CostAwareRegressor(**param, **FAST).fit(X.iloc[:200], y[:200])

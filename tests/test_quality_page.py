@@ -47,6 +47,9 @@ def test_page_states_the_figures_in_words(reference, tmp_path):
         assert f"| `{record['data']}` |" in page
         assert f"{record['champion_ratio_to_oracle']:.3f}" in page
     assert "scenarios the champion is within 1.15 x" in page
+    # one chart, drawn by the book's own plotly.js (no CDN, no copy of plotly.js in the page)
+    assert page.count('class="plotly-graph-div"') == 1
+    assert "cdn.plot.ly" not in page and "window.PlotlyConfig" not in page
     if reference.get("commit"):
         assert reference["commit"] in page
 

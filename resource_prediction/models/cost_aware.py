@@ -209,9 +209,9 @@ class CostAwareRegressor(BasePredictor):
         ``"request"`` allocates the configured request, ``"max"`` at least the request capped at
         the peers' recent maximum (``peers``); None disables it. Jobs whose group has seen fewer
         than ``guard_settle`` peaks get at least the smaller of their request and their group's
-        largest peak (``seen``) times ``guard_margin``. It stays active unless the calibration shows the model cheaper
-        than the guard on at least ``guard_evidence`` jobs with so little history
-        (``guard_active_``).
+        largest peak (``seen``) times ``guard_margin``. It stays active unless the calibration
+        shows the model cheaper than the guard on at least ``guard_evidence`` jobs with so little
+        history (``guard_active_``).
     guard_min_history : int
         History (peaks of the job's group) below which the request is the floor.
     guard_evidence : int
@@ -422,6 +422,8 @@ class CostAwareRegressor(BasePredictor):
             raise ValueError(f"location must be one of {LOCATIONS}, got {self.location!r}")
         if self.recency < 0:
             raise ValueError(f"recency must be >= 0, got {self.recency}")
+        if self.guard_margin <= 0:
+            raise ValueError(f"guard_margin must be positive, got {self.guard_margin}")
 
     def _splits(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """``(train rows, predicted rows)`` pairs of the calibration scheme."""
