@@ -104,15 +104,15 @@ def _summary(table: pd.DataFrame) -> list[str]:
         rows = table[table["kind"] == kind]
         if not len(rows):
             continue
-        beats = rows[[b for b in BASELINES]].gt(rows["champion score"], axis=0) | rows[
-            [b for b in BASELINES]].isna()
-        all_four = int(beats.all(axis=1).sum())
-        lost = [f"`{r.data}` ({', '.join(b for b in BASELINES if not beats.loc[i, b])})"
-                for i, r in rows.iterrows() if not beats.loc[i].all()]
+        baselines = rows[list(BASELINES)]
+        beats = baselines.gt(rows["champion score"], axis=0) | baselines.isna()  # absent: no loss
+        lost = [f"`{rows.loc[i, 'data']}` ({', '.join(b for b in BASELINES if not beats.loc[i, b])})"
+                for i in rows.index if not beats.loc[i].all()]
+        what = "real traces" if kind == "trace" else "traces with new task types"
         lines.append(
-            f"On {all_four} of {len(rows)} {'real traces' if kind == 'trace' else 'traces with new task types'} "
-            f"the champion scores below the configured request, `max_seen`, `vpa` and "
-            f"`group_percentile`" + (f"; not on {', '.join(lost)}." if lost else "."))
+            f"On {int(beats.all(axis=1).sum())} of {len(rows)} {what} the champion scores below the "
+            "configured request, `max_seen`, `vpa` and `group_percentile`"
+            + (f"; not on {', '.join(lost)}." if lost else "."))
     return lines
 
 

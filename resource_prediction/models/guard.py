@@ -11,9 +11,8 @@ and that cap failed tasks the request would have run).
 A group with a few peaks (fewer than ``settle_history``) has its own evidence, but too little for
 the model's calibration to speak for it: its jobs get at least the smaller of their request and
 ``seen_gb`` (the caller passes the largest peak the group has seen times a margin, what users
-running ``max seen x 1.2`` give them).
-Once the group has that much history the model's own allocation takes over. Rows with neither a
-usable request nor peers keep the model's allocation.
+running ``max seen x 1.2`` give them). Once the group has that much history the model's own
+allocation takes over. Rows with neither a usable request nor peers keep the model's allocation.
 """
 
 from __future__ import annotations

@@ -423,8 +423,9 @@ class Trainer:
         task types, not jobs: jobs of one type are alike, and a family that suits the window's
         busiest type wins nearly every resample of its jobs. On the methylseq trace the lowest
         validation score (80 against 93) came from a family that scored 139 on the later jobs,
-        the cost-aware model 83; with a third of its task types new in the later jobs, that
-        family was better in 100 % of the job resamples and scored 162, the cost-aware model 88.
+        the cost-aware model 70; with a third of its task types new in the later jobs, that
+        family was better in 100 % of the job resamples and scored 162, the cost-aware model 86.
+        With one task type every resample is the whole window, and the lower score wins.
         What was decided is kept in :attr:`selection` and written to ``champions.json``.
         """
         self.selection = {"lowest_validation_score": lowest, "preferred": self.preferred,
