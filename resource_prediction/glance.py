@@ -17,7 +17,8 @@ import pandas as pd
 
 from resource_prediction.paths import ArtifactPaths
 
-__all__ = ["GLANCE_PAGE", "glance_markdown", "glance_table", "read_reports", "write_glance_page"]
+__all__ = ["GLANCE_PAGE", "glance_markdown", "glance_table", "markdown_table", "read_reports",
+           "write_glance_page"]
 
 #: Task types that are not models (rows of the holdout table beside the searched families).
 NOT_MODELS = ("baseline", "oracle")
@@ -153,7 +154,7 @@ def glance_markdown(paths: ArtifactPaths) -> str:
                 else:
                     warn += " No exported variant or model of this run fails fewer jobs than that."
                 lines += [":::{attention}", warn, ":::", ""]
-    lines += ["## The headline table", "", _markdown_table(table), ""]
+    lines += ["## The headline table", "", markdown_table(table, {"under-allocated jobs %": 2}), ""]
     if (table["role"] == "exported variant").any():
         lines += ["The exported variants are points of the frontiers between failed jobs and wasted "
                   "memory (the quantile ensemble's and the cost-aware model's, see {doc}`04_evaluation`); "
@@ -163,18 +164,24 @@ def glance_markdown(paths: ArtifactPaths) -> str:
     return "\n".join(lines)
 
 
-def _markdown_table(table: pd.DataFrame) -> str:
-    def cell(column: str, value) -> str:
-        if column == "model":
-            return f"`{value}`"
-        if column == "under-allocated jobs %":
-            return f"{value:.2f}"
-        return f"{value:.1f}" if isinstance(value, float) else str(value)
+def markdown_table(frame: pd.DataFrame, digits: dict[str, int] | int = 1,
+                   code_columns: tuple[str, ...] = ("model",)) -> str:
+    """``frame`` as a Markdown table: ``digits`` decimals per column (or for all; 1 by default),
+    numeric columns right-aligned, the values of ``code_columns`` as code, missing values empty."""
+    places = {c: digits.get(c, 1) if isinstance(digits, dict) else digits for c in frame.columns}
 
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join(["---"] * 2 + ["---:"] * (len(table.columns) - 2)) + "|"
-    body = ["| " + " | ".join(cell(c, v) for c, v in zip(table.columns, row, strict=True)) + " |"
-            for row in table.itertuples(index=False)]
+    def cell(column: str, value) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return ""
+        if isinstance(value, str):
+            return f"`{value}`" if column in code_columns else value
+        return f"{value:.{places[column]}f}" if isinstance(value, float) else str(value)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---"
+                          for c in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row, strict=True)) + " |"
+            for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.io as pio
 
+from resource_prediction.glance import markdown_table
 from resource_prediction.plots.quality import oracle_ratio_figure
 
 __all__ = [
@@ -70,26 +71,6 @@ def family_ratio_table(results: dict) -> pd.DataFrame:
 CODE_COLUMNS = ("data", "champion", "family")
 
 
-def _cell(value, digits: int, code: bool) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    if isinstance(value, str):
-        return f"`{value}`" if code else value
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def _markdown(frame: pd.DataFrame, digits: dict[str, int] | int = 1) -> str:
-    """A Markdown table; ``digits`` per column (or for all), numbers right-aligned."""
-    places = {c: digits.get(c, 1) if isinstance(digits, dict) else digits for c in frame.columns}
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---"
-                          for c in frame.columns) + "|"
-    body = ["| " + " | ".join(_cell(v, places[c], c in CODE_COLUMNS)
-                              for c, v in zip(frame.columns, row, strict=True))
-            + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
 def _summary(table: pd.DataFrame) -> list[str]:
     lines = []
     scenarios = table[table["kind"] == "scenario"].dropna(subset=["x oracle"])
@@ -134,7 +115,7 @@ def quality_markdown(results: dict | None, source: str = "") -> str:
     table = quality_table(results)
     lines += [f"- {line}" for line in _summary(table)] + [""]
     digits = {"under-allocated %": 2, "x oracle": 3}
-    lines += ["## Champions against the oracle and today's practice", "", _markdown(table, digits), ""]
+    lines += ["## Champions against the oracle and today's practice", "", markdown_table(table, digits, CODE_COLUMNS), ""]
     ratios = family_ratio_table(results)
     if len(ratios):
         best = ratios.index[0]
@@ -143,7 +124,7 @@ def quality_markdown(results: dict | None, source: str = "") -> str:
                   f"{ratios.loc[best].mean():.3f} x the oracle. The chart shows the four best and "
                   "what users run today (the configured request, `max_seen`) on a log scale.", "",
                   "```{raw} html", _figure_html(ratios), "```", "",
-                  _markdown(ratios.reset_index(names="family"), 3), ""]
+                  markdown_table(ratios.reset_index(names="family"), 3, CODE_COLUMNS), ""]
     return "\n".join(lines)
 
 
