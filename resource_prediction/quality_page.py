@@ -132,6 +132,7 @@ def _figure_html(ratios: pd.DataFrame) -> str:
     """The chart as HTML that calls the book's one copy of plotly.js (no CDN, no MathJax)."""
     return pio.to_html(oracle_ratio_figure(ratios), include_plotlyjs=False, include_mathjax=False,
                        full_html=False, default_width="100%", default_height=450,
+                       div_id="quality-oracle-ratio",
                        config={"displaylogo": False})
 
 
