@@ -582,9 +582,9 @@ class CostAwareRegressor(BasePredictor):
         if self.penalty <= 0:
             raise ValueError(f"penalty must be positive, got {self.penalty}")
         mu = predict_fast(self.location_model_, Xa) + self._log_offset(Xa, self.offset_index_)
-        scale = np.maximum(predict_fast(self.scale_model_, Xa), self.scale_floor_) * self.widen
-        cats = self._categories(Xa, self.mondrian_index_, scale / self.widen, self.scale_edges_)
-        return mu, scale, cats
+        scale = np.maximum(predict_fast(self.scale_model_, Xa), self.scale_floor_)
+        cats = self._categories(Xa, self.mondrian_index_, scale, self.scale_edges_)
+        return mu, scale * self.widen, cats
 
     def _allocate(self, mu: np.ndarray, scale: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
         """Cost-optimal allocation of ``exp(mu + scale x quantiles)`` per row."""
