@@ -558,9 +558,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         p = peaks[order]
         codes, key_list = keys.fine
         vpa = np.empty(order.size)
-        vpa[order] = self.vpa_.replay(
-            [key_list[c] for c in codes[order]], p, keys.ns[order] / 1e9, commit=commit
-        )
+        vpa[order] = self.vpa_.replay(codes[order], key_list, p, keys.ns[order] / 1e9, commit=commit)
         out["vpa"] = vpa
         return out
 

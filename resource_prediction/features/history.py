@@ -176,7 +176,7 @@ class _EwmLevel:
 
     ``y_j = r y_{j-1} + x_j`` runs once over all new peaks (one ``lfilter`` pass); a group's level
     subtracts the carry-over ``r^k y_{start-1}`` of the groups before it, and ``den`` follows
-    ``den' = r den + 1`` in closed form.
+    ``den' = r den + 1`` in closed form. The powers ``r^k`` are tabulated once per batch.
     """
 
     def __init__(self, alpha: float, rows: _Rows, state: _State):
@@ -187,9 +187,13 @@ class _EwmLevel:
             from scipy.signal import lfilter
 
             self.filt[1:] = lfilter([1.0], [1.0, -self.r], rows.x[rows.vrows])
+        # r^k underflows to exactly 0 beyond 2^-1075: the table stops there.
+        underflow = 2 if self.r <= 0 else int(np.ceil(-1080 / np.log2(self.r))) + 2
+        size = min(int(rows.n_valid.max(initial=0)), underflow) + 1
+        self.powers = self.r ** np.arange(size, dtype=float)
 
     def __call__(self, gi: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rk = self.r**k
+        rk = self.powers[np.minimum(k, self.powers.size - 1)]
         vs = self.valid_start[gi]
         num = rk * self.num0[gi] + self.filt[vs + k] - rk * self.filt[vs]
         den = rk * self.den0[gi] + (1.0 - rk) / self.alpha

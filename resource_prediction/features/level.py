@@ -123,8 +123,11 @@ def _subset(groups: Groups, rows: np.ndarray) -> Groups:
     """The groups of ``rows``: their codes renumbered into the keys they use."""
     out = {}
     for level, (codes, keys) in groups.items():
-        used, inverse = np.unique(codes[rows], return_inverse=True)
-        out[level] = (inverse.astype(np.intp), [keys[u] for u in used])
+        sub = codes[rows]
+        used = np.flatnonzero(np.bincount(sub, minlength=len(keys)))
+        renumber = np.zeros(len(keys), dtype=np.intp)
+        renumber[used] = np.arange(used.size)
+        out[level] = (renumber[sub], [keys[u] for u in used])
     return out
 
 

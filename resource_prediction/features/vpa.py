@@ -79,21 +79,22 @@ class DecayingHistograms:
         self.weights = np.zeros((0, EDGES.size))
         self.reference = np.zeros(0)
 
-    def _rows(self, keys: Sequence[Hashable], times_s: np.ndarray) -> np.ndarray:
-        """State row of each row's group; groups never seen get an empty histogram whose
-        reference time is their first row's."""
-        rows = np.empty(len(keys), dtype=np.intp)
+    def _rows(self, codes: np.ndarray, keys: Sequence[Hashable], times_s: np.ndarray) -> np.ndarray:
+        """State row of each row's group (``keys[codes]``); groups never seen get an empty
+        histogram whose reference time is their first row's."""
+        used, first = np.unique(codes, return_index=True)
+        key_rows = np.zeros(len(keys), dtype=np.intp)
         new_refs = []
-        for i, key in enumerate(keys):
-            row = self.index.get(key)
+        for code, i in sorted(zip(used.tolist(), first.tolist(), strict=True), key=lambda p: p[1]):
+            row = self.index.get(keys[code])
             if row is None:
-                row = self.index[key] = len(self.index)
+                row = self.index[keys[code]] = len(self.index)
                 new_refs.append(times_s[i])
-            rows[i] = row
+            key_rows[code] = row
         if new_refs:
             self.weights = np.vstack([self.weights, np.zeros((len(new_refs), EDGES.size))])
             self.reference = np.r_[self.reference, new_refs]
-        return rows
+        return key_rows[codes]
 
     def current(self, codes: np.ndarray, keys: Sequence[Hashable]) -> np.ndarray:
         """Recommendation (GB) for jobs of groups ``keys[codes]`` now (NaN for groups without
@@ -104,55 +105,73 @@ class DecayingHistograms:
             per_key[rows >= 0] = _recommend(self.weights[rows[rows >= 0]])
         return per_key[codes] if per_key.size else np.full(len(codes), np.nan)
 
-    def replay(self, keys: Sequence[Hashable], peaks: np.ndarray, times_s: np.ndarray,
-               *, commit: bool = False) -> np.ndarray:
-        """Recommendation each row saw, for rows in time order (``keys``: each row's group).
+    def replay(self, codes: np.ndarray, keys: Sequence[Hashable], peaks: np.ndarray,
+               times_s: np.ndarray, *, commit: bool = False) -> np.ndarray:
+        """Recommendation each row saw, for rows in time order of groups ``keys[codes]``.
 
         A row with a peak adds it after its recommendation (the out-of-memory bump of its
         recommendation when the peak exceeded it); NaN peaks add nothing. Without ``commit`` the
         stored histograms are left as they were. Vectorised across groups: step ``k`` handles
-        the ``k``-th row of every group at once.
+        the ``k``-th row of every group at once, reading only the buckets that hold weight.
         """
         saved = (dict(self.index), self.weights.copy(), self.reference.copy()) if not commit else None
         peaks = np.asarray(peaks, dtype=float)
         times_s = np.asarray(times_s, dtype=float)
-        rows = self._rows(keys, times_s)
-        order = np.argsort(rows, kind="stable")  # by group, time order within
+        rows = self._rows(np.asarray(codes, dtype=np.intp), keys, times_s)
+        order = _stable_order(rows)  # by group, time order within
         starts = np.r_[0, np.flatnonzero(np.diff(rows[order])) + 1]
         rank = np.empty(rows.size, dtype=np.intp)
         rank[order] = np.arange(rows.size) - np.repeat(starts, np.diff(np.r_[starts, rows.size]))
-        by_rank = np.argsort(rank, kind="stable")
+        by_rank = _stable_order(rank)
         bounds = np.r_[0, np.cumsum(np.bincount(rank))] if rows.size else np.zeros(1, np.intp)
+        buckets = _bucket(peaks)
+        filled = np.flatnonzero(self.weights.any(axis=0))
+        lo, hi = (int(filled[0]), int(filled[-1]) + 1) if filled.size else (EDGES.size, 0)
         out = np.empty(rows.size)
         for k in range(bounds.size - 1):
             at = by_rank[bounds[k]:bounds[k + 1]]
             g = rows[at]
-            out[at] = limit = _recommend(self.weights[g])
-            peak = peaks[at]
-            oom = np.isfinite(limit) & (peak > limit)  # out-of-memory kill at the limit
-            sample = np.where(oom, np.maximum(limit + OOM_MIN_BUMP_GB, limit * OOM_BUMP_RATIO), peak)
-            ok = np.isfinite(sample)
+            out[at] = limit = _recommend(self.weights[g, lo:hi], lo)
+            bucket = buckets[at]
+            oom = peaks[at] > limit  # out-of-memory kill at the limit (False when NaN)
+            if oom.any():
+                bump = np.maximum(limit[oom] + OOM_MIN_BUMP_GB, limit[oom] * OOM_BUMP_RATIO)
+                bucket[oom] = _bucket(bump)
+            ok = bucket >= 0
             if ok.any():
-                self._add(g[ok], sample[ok], times_s[at][ok])
+                self._add(g[ok], bucket[ok], times_s[at[ok]])
+                lo, hi = min(lo, int(bucket[ok].min())), max(hi, int(bucket[ok].max()) + 1)
         if saved is not None:
             self.index, self.weights, self.reference = saved
         return out
 
-    def _add(self, g: np.ndarray, peak_gb: np.ndarray, time_s: np.ndarray) -> None:
-        """Add one sample to each histogram ``g`` (distinct), weighted by its time."""
+    def _add(self, g: np.ndarray, bucket: np.ndarray, time_s: np.ndarray) -> None:
+        """Add one sample in ``bucket`` to each histogram ``g`` (distinct), weighted by its time."""
         exponent = (time_s - self.reference[g]) / self.half_life_s
         big = exponent > 60  # renormalise before the weights overflow
         if big.any():
             self.weights[g[big]] *= 2.0 ** -exponent[big, None]
             self.reference[g[big]] = time_s[big]
             exponent[big] = 0.0
-        bucket = np.minimum(np.searchsorted(EDGES, peak_gb), EDGES.size - 1)
         self.weights[g, bucket] += 2.0**exponent
 
 
-def _recommend(weights: np.ndarray) -> np.ndarray:
-    """:func:`vpa_recommendation` of each row of a ``(n, n_buckets)`` weight matrix."""
+def _stable_order(values: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative integers (a radix sort when they fit 16 bits)."""
+    small = values.size and values.max() < 2**16
+    return np.argsort(values.astype(np.uint16) if small else values, kind="stable")
+
+
+def _bucket(peak_gb: np.ndarray) -> np.ndarray:
+    """Bucket of each peak (-1 for NaN)."""
+    bucket = np.minimum(np.searchsorted(EDGES, peak_gb), EDGES.size - 1)
+    return np.where(np.isnan(peak_gb), -1, bucket)
+
+
+def _recommend(weights: np.ndarray, first: int = 0) -> np.ndarray:
+    """:func:`vpa_recommendation` of each row of a ``(n, buckets)`` weight matrix whose columns
+    start at bucket ``first`` (the buckets before it are empty)."""
     total = weights.sum(axis=1)
-    bucket = (np.cumsum(weights, axis=1) < PERCENTILE * total[:, None]).sum(axis=1)
+    bucket = first + (np.cumsum(weights, axis=1) < PERCENTILE * total[:, None]).sum(axis=1)
     rec = np.maximum(EDGES[np.minimum(bucket, EDGES.size - 1)] * (1.0 + MARGIN), MIN_GB)
     return np.where(total > 0, rec, np.nan)
