@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from resource_prediction.data import time_split
@@ -175,9 +176,45 @@ def test_auto_keeps_the_candidate_with_the_best_forward_score(drifting):
     assert {kind for kind, _ in scores} == {"trees", "flat"}
     assert {m for _, m in scores} == {"hist_grp_count", None}
     assert set(model.location_scores_) == {"trees", "flat"}
-    assert model.location_kind_ == min(model.location_scores_, key=model.location_scores_.get)
+    trees_clearly_better = model.location_scores_["trees"] < (
+        (1 - model.trees_margin) * model.location_scores_["flat"])
+    assert model.location_kind_ == ("trees" if trees_clearly_better else "flat")
     kind_scores = {m: v for (kind, m), v in scores.items() if kind == model.location_kind_}
     assert model.mondrian_ == min(kind_scores, key=kind_scores.get)
+
+
+def test_a_near_tie_keeps_the_flat_location(drifting):
+    """The trees replace the flat location only when they score clearly lower: with a margin
+    larger than their lead the flat location is kept."""
+    X, y, _, _ = drifting
+    model = CostAwareRegressor(guard=None, **FAST).fit(X, y)
+    scores = model.location_scores_
+    assert model.location_kind_ == "trees" and scores["trees"] < scores["flat"]
+    lead = 1 - scores["trees"] / scores["flat"]
+    cautious = CostAwareRegressor(guard=None, trees_margin=min(lead + 0.05, 0.99), **FAST).fit(X, y)
+    assert cautious.location_kind_ == "flat"
+    with pytest.raises(ValueError, match="trees_margin"):
+        CostAwareRegressor(trees_margin=1.0).fit(X, y)
+
+
+def test_trees_relative_to_the_level_follow_growth_beyond_the_training_peaks():
+    """Trees alone predict no more than the peaks they were fitted on; relative to the group's
+    level (the ``offset``) they follow memory that keeps growing after training."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    level = np.r_[np.geomspace(1.0, 10.0, n), np.geomspace(10.0, 40.0, 500)]  # GB, growing
+    X = pd.DataFrame({"hist_grp_level": level, "hist_grp_count": np.arange(level.size, dtype=float)})
+    y = level * rng.lognormal(0.0, 0.1, level.size)
+    train, later = slice(0, n), slice(n, None)
+    ratios = {}
+    for offset in ("hist_grp_level", None):
+        model = CostAwareRegressor(location="trees", offset=offset, guard=None, **FAST)
+        model.fit(X.iloc[train], y[train])
+        ratios[offset] = np.median(model.predict_quantile(X.iloc[later], 0.5) / y[later])
+    assert 0.9 < ratios["hist_grp_level"] < 1.1, ratios
+    # Without it the trees stay near the largest training peak (~11 GB) while the jobs reach 40
+    # GB; only the forward residuals (drift priced in) lift them a little.
+    assert ratios[None] < 0.8, ratios
 
 
 def test_scale_mondrian_sorts_jobs_by_their_predicted_spread(drifting):
