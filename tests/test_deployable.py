@@ -206,7 +206,8 @@ def test_nothing_is_unpickled_before_the_checks(lgbm, tmp_path):
 
     matching = {**header, "payload_bytes": len(trap), "payload_sha256": hashlib.sha256(trap).hexdigest()}
     _write(path, {**matching, "format_version": "1.0"}, trap)  # incompatible (older) format
-    with pytest.raises(ArtifactError, match="format 1.0 .* reads format 4.x"):
+    major = FORMAT_VERSION.split(".")[0]
+    with pytest.raises(ArtifactError, match=rf"format 1.0 .* reads format {major}\.x"):
         DeployableModel.load(path)
     assert UNPICKLED == []
 
