@@ -58,7 +58,8 @@ __all__ = [
 #: preprocessor computes the job-adjusted level ``hist_grp_level`` (2.x models lack the feature).
 #: 4.0: the cost-aware model's guard reads the group's largest peak and its Mondrian split may be
 #: the predicted scale (3.x cost-aware models lack both). 5.0: the cost-aware model has
-#: ``trees_margin`` and its trees are relative to the group's level (4.x models lack the parameter).
+#: ``trees_margin`` and ``relative``, and its trees are relative to the group's level (4.x models
+#: lack the parameters).
 FORMAT_VERSION = "5.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20

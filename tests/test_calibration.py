@@ -217,6 +217,20 @@ def test_trees_relative_to_the_level_follow_growth_beyond_the_training_peaks():
     assert ratios[None] < 0.8, ratios
 
 
+def test_the_trees_also_read_the_history_relative_to_the_level(drifting):
+    """Each ``relative`` feature present is one more column of the trees (its log ratio to the
+    offset); without an offset, or with ``relative=()``, the trees read ``X`` as it is."""
+    X, y, X_later, _ = drifting
+    found = [name for name in CostAwareRegressor().relative if name in X.columns]
+    assert len(found) >= 8
+    widths = {}
+    for label, params in {"relative": {}, "plain": {"relative": ()}, "no offset": {"offset": None}}.items():
+        model = CostAwareRegressor(location="trees", guard=None, **FAST, **params).fit(X, y)
+        widths[label] = model.location_model_.n_features_in_
+        assert np.isfinite(model.predict(X_later)).all()
+    assert widths == {"relative": X.shape[1] + len(found), "plain": X.shape[1], "no offset": X.shape[1]}
+
+
 def test_scale_mondrian_sorts_jobs_by_their_predicted_spread(drifting):
     """With the predicted scale as Mondrian feature each tercile of the calibration's scales keeps
     its own residual quantiles, and a wider predicted scale never falls in a lower category."""
