@@ -67,6 +67,7 @@ from resource_prediction.registry import families as registry_families
 from resource_prediction.synthetic import has_truth, oracle_allocation
 from resource_prediction.training.advice import baseline_beating_champion
 from resource_prediction.training.frontier import (
+    SAFE_CONFIDENCE,
     SAFE_VARIANT,
     choose_safe_penalty,
     penalty_grid,
@@ -549,8 +550,8 @@ class Trainer:
         chosen = choose_safe_penalty(points, today)
         if chosen is None:
             log.info("no penalty up to %g keeps %s at or below the configured request's %.2f %% "
-                        "under-allocation on the validation window: no safe variant", points["penalty"].max(),
-                        name, today)
+                     "under-allocation on the validation window with %.0f %% confidence: no safe "
+                     "variant", points["penalty"].max(), name, today, 100 * SAFE_CONFIDENCE)
             return points
         model = DeployableModel.train(fam, self.train_raw, {**(params or {}), "penalty": chosen},
                                       penalty=self.penalty, seed=self.seed)
