@@ -125,7 +125,7 @@ class DecayingHistograms:
         by_rank = _stable_order(rank)
         bounds = np.r_[0, np.cumsum(np.bincount(rank))] if rows.size else np.zeros(1, np.intp)
         buckets = _bucket(peaks)
-        filled = np.flatnonzero(self.weights.any(axis=0))
+        filled = np.flatnonzero(self.weights[np.unique(rows)].any(axis=0))  # of the groups read
         lo, hi = (int(filled[0]), int(filled[-1]) + 1) if filled.size else (EDGES.size, 0)
         out = np.empty(rows.size)
         for k in range(bounds.size - 1):
