@@ -175,8 +175,8 @@ class CostAwareRegressor(BasePredictor):
     trees_margin : float
         With ``location="auto"``, the trees replace the flat location only when their median
         block score is below ``1 - trees_margin`` times the flat location's: the flat location is
-        the rule users run today, and a near tie on a small trace is no evidence (a third of the
-        task types of a 1,660-task workflow new: trees 100.7 against flat 102.8 in calibration,
+        the rule users run today, and a near tie on a small trace is no evidence (the iwd workflow
+        trace with a third of its task types new: trees 100.7 against flat 102.8 in calibration,
         164.4 against 62.7 on the next tasks). On the generated data the trees win by 10-50 %.
     offset : str or None
         Feature (GB) whose log the trees' location is relative to; None fits ``log(peak)``.
@@ -191,9 +191,10 @@ class CostAwareRegressor(BasePredictor):
         peaks, its largest and the request stand against its level. Trees split one feature at
         a time, so a ratio they would have to build from two splits is given to them. Measured
         (seeds 0-2, against the offset alone): better on 13 of 15 scenario data sets other
-        than little data, worse by 0.2 on the other two (workflow phases 108.5 / 103.9 / 96.5 against 110.5 / 129.4 / 97.4),
-        and on the real traces' cold-start draw where the trees are chosen (91.3 against 118.2);
-        on little data (2,000 jobs, ten seeds) 1.42 against 1.38 times the oracle.
+        than little data and worse by 0.2 on the other two (workflow phases 108.5 / 103.9 /
+        96.5 against 110.5 / 129.4 / 97.4), and on the real traces' cold-start draw where the
+        trees are chosen (91.3 against 118.2); on little data (2,000 jobs, ten seeds) 1.42
+        against 1.38 times the oracle.
     flat_offset : str or None
         The flat location's feature (GB).
     calibration : {"forward", "kfold", "shuffled"}
