@@ -26,8 +26,8 @@ lowest validation scores among real model families, per task type; overall, the 
   :mod:`~resource_prediction.training.pareto`) and ``trained_models/app/classification/<family>.pkl``
   (the best classifier);
 * ``trained_models/app/cost_aware/cost_aware_safe.pkl``: the cost-aware model at the penalty that
-  fails no more validation jobs than the configured request, with the least waste
-  (:mod:`~resource_prediction.training.frontier`);
+  fails no more validation jobs than the configured request with 95 % confidence, with the least
+  waste (:mod:`~resource_prediction.training.frontier`);
 * ``reports/holdout_results.{csv,json}``, ``reports/holdout_predictions.parquet``,
   ``reports/search_summary.csv``, ``reports/pareto.csv``, ``reports/frontier.csv``,
   ``reports/champions.json``;
