@@ -292,8 +292,10 @@ class CostAwareRegressor(BasePredictor):
     offset_index_, mondrian_index_, history_index_ : int or None
         Feature positions of those features (None when absent; ``mondrian_index_`` is -1 for
         :data:`SCALE_MONDRIAN`).
-    request_index_, peers_index_, seen_index_ : int or None
+    request_index_, peers_index_, seen_index_, trees_offset_index_ : int or None
         Feature positions of those features (None when absent).
+    relative_index_ : ndarray of int
+        Positions of the ``relative`` features present.
     """
 
     def __init__(
@@ -399,16 +401,14 @@ class CostAwareRegressor(BasePredictor):
         return fit_with_categoricals(make(target.size), Xa, target, mask, counts)
 
     def _augment(self, Xa: np.ndarray, kind: str) -> np.ndarray:
-        """The trees' features: ``X`` and the log ratio of each ``relative`` feature to the
-        offset."""
-        offset_index = self._feature_index(self.offset)
-        names = [i for i in (self._feature_index(n) for n in self.relative) if i is not None]
-        if kind != "trees" or offset_index is None or not names:
+        """The features of a location ``kind``: for the trees, ``X`` and the log ratio of each
+        ``relative`` feature to the offset (positions found once, in ``fit``)."""
+        if kind != "trees" or self.trees_offset_index_ is None or not self.relative_index_.size:
             return Xa
-        log_offset = self._log_offset(Xa, offset_index)
+        values = Xa[:, self.relative_index_]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = [np.log(np.where(Xa[:, i] > 0, Xa[:, i], np.nan)) - log_offset for i in names]
-        return np.column_stack([Xa, *ratios])
+            ratios = np.log(np.where(values > 0, values, np.nan))
+        return np.column_stack([Xa, ratios - self._log_offset(Xa, self.trees_offset_index_)[:, None]])
 
     # ------------------------------------------------------------------ features used
     def _feature_index(self, name: str | None) -> int | None:
@@ -564,6 +564,9 @@ class CostAwareRegressor(BasePredictor):
         self.history_index_ = self._feature_index(self.history)
         self.peers_index_ = self._feature_index(self.peers)
         self.seen_index_ = self._feature_index(self.seen)
+        self.trees_offset_index_ = self._feature_index(self.offset)
+        self.relative_index_ = np.array(
+            [i for i in map(self._feature_index, self.relative) if i is not None], dtype=np.intp)
         self.log_level_ = float(np.median(np.log(y)))
         self.log_cap_ = float(np.log(MAX_RATIO * y.max()))
         self.levels_, self.weights_ = tail_levels(int(self.n_support))
