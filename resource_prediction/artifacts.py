@@ -59,8 +59,9 @@ __all__ = [
 #: 4.0: the cost-aware model's guard reads the group's largest peak and its Mondrian split may be
 #: the predicted scale (3.x cost-aware models lack both). 5.0: the cost-aware model has
 #: ``trees_margin`` and ``relative``, and its trees are relative to the group's level (4.x models
-#: lack the parameters).
-FORMAT_VERSION = "5.0"
+#: lack the parameters). 6.0: the cost-aware model chooses its boosting rounds (``round_grid``;
+#: 5.x models lack it).
+FORMAT_VERSION = "6.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

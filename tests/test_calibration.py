@@ -231,6 +231,28 @@ def test_the_trees_also_read_the_history_relative_to_the_level(drifting):
     assert widths == {"relative": X.shape[1] + len(found), "plain": X.shape[1], "no offset": X.shape[1]}
 
 
+def test_the_trees_stop_where_their_forward_predictions_were_best():
+    """The number of boosting rounds (location and scale) is the one whose held-out predictions
+    erred least: none where the features carry no signal, many where they carry a strong one;
+    ``round_grid=0`` keeps every round."""
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"a": rng.normal(size=1500), "b": rng.normal(size=1500)})
+    noise = rng.lognormal(0.0, 0.3, 1500)
+    params = {"location": "trees", "guard": None, "n_estimators": 100, "n_support": 64}
+    noisy = CostAwareRegressor(**params).fit(X, 10.0 * noise)
+    signal = CostAwareRegressor(**params).fit(X, np.exp(2.0 + 1.5 * X["a"].to_numpy()) * noise)
+    assert noisy.n_rounds_[0] <= 10 < signal.n_rounds_[0], (noisy.n_rounds_, signal.n_rounds_)
+    assert signal.round_errors_[signal.n_rounds_[0]] < 0.2 * signal.round_errors_[0]
+    for model in (noisy, signal):
+        errors = model.round_errors_
+        assert set(errors) == set(range(0, 101, 10)) and errors[model.n_rounds_[0]] == min(errors.values())
+        trees = getattr(model.location_model_, "n_estimators", 0)
+        assert trees == model.n_rounds_[0] or (model.n_rounds_[0] == 0 and trees == 0)
+    every = CostAwareRegressor(**params, round_grid=0).fit(X, 10.0 * noise)
+    assert every.n_rounds_ == (100, every.scale_n_estimators)
+    assert every.location_model_.n_estimators == 100
+
+
 def test_scale_mondrian_sorts_jobs_by_their_predicted_spread(drifting):
     """With the predicted scale as Mondrian feature each tercile of the calibration's scales keeps
     its own residual quantiles, and a wider predicted scale never falls in a lower category."""

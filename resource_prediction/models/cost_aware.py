@@ -14,7 +14,9 @@ allocation`): the best quantile differs from job to job. This model
    (``calibration="forward"``), so the errors include drift, new groups and the first jobs of a
    group;
 3. fits the scale: a second LightGBM (or one level, for the flat kind) on the absolute forward
-   residuals, cross-fitted so the standardised residuals are honest;
+   residuals, cross-fitted so the standardised residuals are honest; both boosters keep the
+   number of rounds whose held-out predictions erred least (``round_grid``: none, the group's
+   level alone, where the trees would fit noise);
 4. keeps the standardised residuals as empirical quantiles per calibration category (Mondrian
    calibration: by how much history the job's group had, optionally by its predicted scale or by
    its task type, with the pooled quantiles for categories with few residuals), optionally
@@ -90,6 +92,8 @@ class _Calibration:
     counts: np.ndarray
     floor: float
     z: np.ndarray
+    rounds: tuple[int, int] = (0, 0)
+    round_errors: dict | None = None
     score: float = np.inf
     block_score: float = np.inf
     scale_model: object = None
@@ -186,6 +190,14 @@ class CostAwareRegressor(BasePredictor):
         seeds) 39.9 / 61.3 / 72.6 against 61.2 / 62.3 / 74.2 without it; on the other scenarios
         within 3.2 % either way (little data, whose 200 scored jobs are noisy: 1.38 against 1.41
         times the oracle over ten seeds).
+    round_grid : int
+        The location trees keep the number of boosting rounds, of ``0, n/round_grid, ...,
+        n`` (``n = n_estimators``), whose forward predictions had the least squared error; the
+        scale trees likewise on their cross-fitted folds (of ``scale_n_estimators``). 0 keeps
+        every round. Zero rounds is the group's level times one ratio. On 2,000 jobs the trees
+        fit noise: over sixteen seeds of little data the allocations scored 1.28 times the oracle
+        against 1.42 with every round (zero or ten rounds kept); on the other scenarios (seeds
+        0-2) 1.10-1.16 against the same, and on the real traces unchanged.
     relative : tuple of str
         Features (GB) the trees also read as ``log(feature / offset)``: where the group's recent
         peaks, its largest and the request stand against its level. Trees split one feature at
@@ -278,6 +290,10 @@ class CostAwareRegressor(BasePredictor):
         ``log`` of :data:`MAX_RATIO` x the largest training peak: no sample point lies above it.
     location_kind_ : str
         The location kind kept (``"trees"`` or ``"flat"``).
+    n_rounds_ : tuple of int
+        Boosting rounds of the location and the scale trees kept (``round_grid``).
+    round_errors_ : dict
+        Mean squared forward error of the location per number of rounds.
     calibration_scores_ : dict
         Business score of each ``(location kind, Mondrian feature)`` candidate on the later half
         of the rows its calibration predicted, with the earlier half's residual quantiles: it
@@ -312,6 +328,7 @@ class CostAwareRegressor(BasePredictor):
         trees_margin: float = 0.05,
         offset: str | None = "hist_grp_level",
         relative: tuple[str, ...] = RELATIVE,
+        round_grid: int = 10,
         flat_offset: str | None = "hist_grp_max_20",
         calibration: str = "forward",
         n_blocks: int = 4,
@@ -346,6 +363,7 @@ class CostAwareRegressor(BasePredictor):
         self.trees_margin = trees_margin
         self.offset = offset
         self.relative = relative
+        self.round_grid = round_grid
         self.flat_offset = flat_offset
         self.calibration = calibration
         self.n_blocks = n_blocks
@@ -383,16 +401,43 @@ class CostAwareRegressor(BasePredictor):
             verbose=-1,
         )
 
-    def _makers(self, kind: str):
-        """Location and scale model factories ``f(n_rows)`` of a location kind."""
+    def _makers(self, kind: str, rounds: int | None = None, scale_rounds: int | None = None):
+        """Location and scale model factories ``f(n_rows)`` of a location kind, with ``rounds``
+        and ``scale_rounds`` boosting rounds (``n_estimators``, ``scale_n_estimators`` by
+        default)."""
         if kind == "flat":
             return (lambda n: self._booster(0, 0, 0, n)), (lambda n: self._booster(0, 0, 0, n))
+        rounds = self.n_estimators if rounds is None else rounds
+        scale_rounds = self.scale_n_estimators if scale_rounds is None else scale_rounds
         return (
-            lambda n: self._booster(self.n_estimators, self.num_leaves, self.min_child_samples, n),
-            lambda n: self._booster(
-                self.scale_n_estimators, self.scale_num_leaves, self.scale_min_child_samples, n
-            ),
+            lambda n: self._booster(rounds, self.num_leaves, self.min_child_samples, n),
+            lambda n: self._booster(scale_rounds, self.scale_num_leaves, self.scale_min_child_samples, n),
         )
+
+    def _round_stops(self, kind: str, n_rounds: int) -> np.ndarray:
+        """Numbers of boosting rounds (of at most ``n_rounds``) whose held-out predictions are
+        compared (``round_grid``)."""
+        n = 0 if kind == "flat" else int(n_rounds)
+        if n == 0 or int(self.round_grid) <= 0:
+            return np.array([n])
+        return np.unique(np.linspace(0, n, int(self.round_grid) + 1).round().astype(int))
+
+    def _staged(self, model, Xa: np.ndarray, stops: np.ndarray, base: float) -> np.ndarray:
+        """Predictions of ``model`` after each number of rounds in ``stops`` (0 rounds: ``base``,
+        the training median), shape ``(len(stops), n_rows)``: one pass over the trees."""
+        booster = getattr(model, "booster_", None)
+        if booster is None:
+            return predict_fast(model, Xa)[None, :]
+        out = np.empty((stops.size, Xa.shape[0]))
+        total, done = np.zeros(Xa.shape[0]), 0
+        threads = int(self.n_jobs) if self.n_jobs and self.n_jobs > 0 else 0
+        for i, k in enumerate(stops):
+            if k > done:
+                total += booster.predict(Xa, start_iteration=done, num_iteration=int(k) - done,
+                                         num_threads=threads)
+                done = int(k)
+            out[i] = total if k else base
+        return out
 
     def _fit_model(self, make, Xa: np.ndarray, target: np.ndarray):
         extra = Xa.shape[1] - self.categorical_mask_.size  # columns added by _augment
@@ -489,23 +534,31 @@ class CostAwareRegressor(BasePredictor):
         offset_index = self._feature_index(self.flat_offset if kind == "flat" else self.offset)
         log_offset = self._log_offset(Xa, offset_index)
         z = np.log(y) - log_offset
-        pieces = []
+        stops, pieces = self._round_stops(kind, self.n_estimators), []
         for train, test in self._splits(z.size):
             model = self._fit_model(make_location, Xa[train], z[train])
-            pieces.append((test, predict_fast(model, Xa[test])))
+            pieces.append((test, self._staged(model, Xa[test], stops, float(np.median(z[train])))))
         rows = np.concatenate([p[0] for p in pieces])
-        mu = np.concatenate([p[1] for p in pieces])
+        staged = np.concatenate([p[1] for p in pieces], axis=1)
+        # The trees stop where their forward predictions were best: on 2,000 jobs a few
+        # rounds (or none: the group's level) beat a hundred that fit the noise.
+        errors = np.mean((z[rows][None, :] - staged) ** 2, axis=1)
+        best_stop = int(np.argmin(errors))
+        mu = staged[best_stop].copy()
         residual = z[rows] - mu
         mu += log_offset[rows]
         abs_res = np.abs(residual)
         floor = max(float(np.quantile(abs_res, 0.05)), 1e-6)
-        scale = np.empty(rows.size)
+        scale_stops = self._round_stops(kind, self.scale_n_estimators)
+        staged = np.empty((scale_stops.size, rows.size))
         for train, test in KFold(min(3, rows.size)).split(rows):
             model = self._fit_model(make_scale, Xa[rows[train]], abs_res[train])
-            scale[test] = predict_fast(model, Xa[rows[test]])
-        scale = np.maximum(scale, floor)
+            staged[:, test] = self._staged(model, Xa[rows[test]], scale_stops,
+                                           float(np.median(abs_res[train])))
+        scale_rounds = int(scale_stops[np.argmin(np.mean((abs_res[None, :] - staged) ** 2, axis=1))])
+        scale = np.maximum(staged[np.flatnonzero(scale_stops == scale_rounds)[0]], floor)
         standardised, order = residual / scale, rows.astype(float)
-        scale_model = self._fit_model(make_scale, Xa[rows], abs_res)
+        scale_model = self._fit_model(self._makers(kind, scale_rounds=scale_rounds)[1], Xa[rows], abs_res)
         # Each candidate is scored forward once more: the later half of the rows (in time) is
         # allocated with the quantiles of the earlier half, so a finer Mondrian split earns no
         # in-sample advantage and a split whose categories drift (workflow phases) is caught.
@@ -520,8 +573,10 @@ class CostAwareRegressor(BasePredictor):
             table, counts = self._quantile_table(standardised, cats, order, index)
             score = business_score(alloc, y[rows[later]], penalty=self.penalty)
             block = block_median_score(alloc, y[rows[later]], rows[later], self.penalty)
-            out.append(_Calibration(kind, offset_index, index, table, counts, floor, z, score,
-                                    block, scale_model, rows[later], alloc, edges))
+            out.append(_Calibration(kind, offset_index, index, table, counts, floor, z,
+                                    (int(stops[best_stop]), scale_rounds),
+                                    dict(zip(stops.tolist(), errors.tolist(), strict=True)),
+                                    score, block, scale_model, rows[later], alloc, edges))
         return out
 
     def _mondrian_indices(self) -> list[int | None]:
@@ -590,7 +645,8 @@ class CostAwareRegressor(BasePredictor):
         self.scale_edges_ = best.edges
         self.residual_quantiles_, self.calibration_counts_ = best.table, best.counts
         self.scale_floor_, self.scale_model_ = best.floor, best.scale_model
-        self.location_model_ = self._fit_model(self._makers(best.kind)[0],
+        self.n_rounds_, self.round_errors_ = best.rounds, best.round_errors
+        self.location_model_ = self._fit_model(self._makers(best.kind, best.rounds[0])[0],
                                                self._augment(Xa, best.kind), best.z)
         self.guard_active_ = self._guard_needed(Xa[best.rows], y[best.rows], best.alloc)
         return self
