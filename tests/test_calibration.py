@@ -43,8 +43,9 @@ def test_forward_calibration_covers_its_level_on_later_blocks(drifting, level):
 
 def test_forward_residuals_price_the_drift_that_in_period_folds_miss(drifting):
     X, y, X_later, y_later = drifting
-    forward = CostAwareRegressor(location="trees", guard=None, **FAST).fit(X, y)
-    shuffled = CostAwareRegressor(location="trees", guard=None, calibration="shuffled", **FAST).fit(X, y)
+    same = {"location": "trees", "guard": None, "mondrian": None, **FAST}  # only the calibration differs
+    forward = CostAwareRegressor(**same).fit(X, y)
+    shuffled = CostAwareRegressor(calibration="shuffled", **same).fit(X, y)
     miss = {name: np.mean(y_later > m.predict_quantile(X_later, 0.95))
             for name, m in (("forward", forward), ("shuffled", shuffled))}
     assert miss["forward"] < miss["shuffled"], miss
@@ -174,7 +175,7 @@ def test_auto_keeps_the_candidate_with_the_best_forward_score(drifting):
     model = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     scores = model.calibration_scores_
     assert {kind for kind, _ in scores} == {"trees", "flat"}
-    assert {m for _, m in scores} == {"hist_grp_count", None}
+    assert {m for _, m in scores} == {"hist_grp_count", None, "component"}
     assert set(model.location_scores_) == {"trees", "flat"}
     trees_clearly_better = model.location_scores_["trees"] < (
         (1 - model.trees_margin) * model.location_scores_["flat"])
@@ -251,6 +252,31 @@ def test_the_trees_stop_where_their_forward_predictions_were_best():
     every = CostAwareRegressor(**params, round_grid=0).fit(X, 10.0 * noise)
     assert every.n_rounds_ == (100, every.scale_n_estimators)
     assert every.location_model_.n_estimators == 100
+
+
+def test_a_task_type_with_two_valued_peaks_gets_its_own_residual_shape():
+    """Where one task type's large mode is rare, another's common and a third has none, one pooled
+    shape fits none of them: the task type's Mondrian candidate wins the calibration, and each
+    type's allocation covers its own peaks as the cost optimum asks."""
+    rng = np.random.default_rng(2)
+    n = 6000
+    task = rng.choice(["steady", "rare", "common"], n)
+    large = {"steady": 0.0, "rare": 0.15, "common": 0.6}
+    big = rng.random(n) < np.vectorize(large.get)(task)
+    X = pd.DataFrame({"component": pd.Categorical(task), "x": rng.normal(size=n)})
+    y = 10.0 * np.where(big, 3.0, 1.0) * rng.lognormal(0.0, 0.05, n)
+    model = CostAwareRegressor(location="trees", guard=None, **FAST).fit(X, y)
+    assert model.mondrian_ == "component"
+    pooled = CostAwareRegressor(location="trees", guard=None, mondrian=None, **FAST).fit(X, y)
+    X_new = X.iloc[:3].assign(component=pd.Categorical(["steady", "rare", "common"],
+                                                       categories=X["component"].cat.categories))
+    cost = {}
+    for name, m in (("task", model), ("pooled", pooled)):
+        m.set_params(penalty=5.0)
+        cost[name] = business_score(m.predict(X), y)
+    assert cost["task"] < cost["pooled"], cost
+    alloc = model.predict(X_new)
+    assert alloc[0] < 15.0 and alloc[2] > 30.0, alloc  # steady: near 10 GB; common: covers 30 GB
 
 
 def test_scale_mondrian_sorts_jobs_by_their_predicted_spread(drifting):

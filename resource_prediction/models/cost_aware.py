@@ -51,9 +51,10 @@ from resource_prediction.metrics import DEFAULT_PENALTY, business_score
 from resource_prediction.models.adapters import fit_with_categoricals, predict_fast
 from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
 from resource_prediction.models.guard import guard_allocation
+from resource_prediction.schema import SCHEMAS
 
 __all__ = [
-    "CALIBRATIONS", "RELATIVE", "SCALE_BINS", "SCALE_MONDRIAN", "CostAwareRegressor",
+    "CALIBRATIONS", "RELATIVE", "SCALE_BINS", "SCALE_MONDRIAN", "TASK_COLUMNS", "CostAwareRegressor",
     "block_median_score", "search_space", "tail_levels", "weighted_quantiles",
 ]
 
@@ -76,6 +77,9 @@ SCALE_MONDRIAN = "predicted_scale"
 SCALE_BINS = 3
 #: ``mondrian_index`` of :data:`SCALE_MONDRIAN` (feature positions are >= 0).
 _SCALE_INDEX = -1
+#: The task-type column of each telemetry schema (a component, a workflow process, a Slurm job
+#: name): Mondrian candidates of the default, each where ``X`` has it.
+TASK_COLUMNS = tuple(dict.fromkeys(schema.task for schema in SCHEMAS.values()))
 #: History features the trees also read as log ratios to their ``offset`` (the group's level).
 RELATIVE = ("hist_grp_prev", "hist_grp_mean_5", "hist_grp_ewm", "hist_grp_max_20",
             "hist_grp_p95_20", "hist_grp_max_seen", "hist_grp_vpa", "memreq_gb", "hist_coarse_ewm")
@@ -223,10 +227,15 @@ class CostAwareRegressor(BasePredictor):
         quantiles (Mondrian calibration): a categorical feature by value (the task type), a
         numeric one cut at ``mondrian_edges`` (the group's history count); :data:`SCALE_MONDRIAN`
         cuts the predicted scale at its calibration terciles; None pools every residual. A tuple
-        names candidates: the one with the best calibration score is kept. The default leaves
-        the task type out: on workflows that run in stages its per-type quantiles drift from one
-        stage to the next (it scored 132 against 114 on the ``workflow_phases`` scenario), and on
-        the real traces it was never kept. Nor the predicted scale: it scored 105.8 against 110.3
+        names candidates: the one with the best calibration score is kept. The default's are the
+        history count, the pooled quantiles and the task type (:data:`TASK_COLUMNS`): a task type
+        whose peaks are two-valued has its own residual shape, which a pooled shape standardised
+        by the scale cannot give (where the large mode is rare it sits far out, where it is common
+        near). Measured against the default without the task type (seeds 0-2): workflow phases
+        97.7 / 108.2 / 91.0 against 107.9 / 108.0 / 96.2, heavy tails 1.10 against 1.11 times
+        the oracle, little data (sixteen seeds) 1.267 against 1.278, the real traces unchanged
+        and one cold-start draw of methylseq 90.6 against 86.5. The predicted scale is not a
+        default candidate: it scored 105.8 against 110.3
         on ``workflow_phases`` (wide jobs there have two-valued peaks, narrow ones not), but on a
         small real trace it won the calibration by chance and failed 28 % of the next tasks.
     mondrian_edges : tuple of float
@@ -333,7 +342,7 @@ class CostAwareRegressor(BasePredictor):
         calibration: str = "forward",
         n_blocks: int = 4,
         first_block: float = 0.4,
-        mondrian: str | tuple | None = ("hist_grp_count", None),
+        mondrian: str | tuple | None = ("hist_grp_count", None, *TASK_COLUMNS),
         mondrian_edges: tuple[float, ...] = (1, 3, 10),
         min_calibration: int = 50,
         recency: float = 0.0,
