@@ -279,6 +279,22 @@ def test_a_task_type_with_two_valued_peaks_gets_its_own_residual_shape():
     assert alloc[0] < 15.0 and alloc[2] > 30.0, alloc  # steady: near 10 GB; common: covers 30 GB
 
 
+def test_a_task_types_own_quantiles_hold_only_the_errors_of_models_that_knew_it():
+    """A type first run in the last forward block was predicted by models that had never seen it:
+    its residuals are cold-start errors, so they feed the pooled quantiles only, while a type run
+    throughout has its own quantiles."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    task = np.where(np.arange(n) < int(0.92 * n), rng.choice(["old", "steady"], n), "late")
+    X = pd.DataFrame({"component": pd.Categorical(task), "x": rng.normal(size=n)})
+    y = np.where(task == "late", 40.0, 10.0) * rng.lognormal(0.0, 0.1, n)
+    model = CostAwareRegressor(location="trees", mondrian="component", guard=None, **FAST).fit(X, y)
+    codes = {name: i + 1 for i, name in enumerate(model.categories_[0])}
+    counts = model.calibration_counts_
+    assert counts[codes["late"]] == 0 and counts[codes["old"]] >= model.min_calibration, counts
+    np.testing.assert_array_equal(model.residual_quantiles_[codes["late"]], model.residual_quantiles_[0])
+
+
 def test_scale_mondrian_sorts_jobs_by_their_predicted_spread(drifting):
     """With the predicted scale as Mondrian feature each tercile of the calibration's scales keeps
     its own residual quantiles, and a wider predicted scale never falls in a lower category."""
