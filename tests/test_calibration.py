@@ -145,6 +145,25 @@ def test_guard_steps_aside_only_with_evidence(new_task_type):
     assert not CostAwareRegressor(guard=None, **FAST).fit(X, y).guard_active_
 
 
+def test_a_task_type_unseen_in_fit_keeps_the_floor_of_a_new_group():
+    """However many peaks its group has shown since, a job of a task type the model was never
+    fitted on (the preprocessor's ``unknown``) gets at least the smaller of its request and 1.2
+    times its group's largest peak, while the guard holds; a known type does not."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    vocabulary = ["a", "b", "unknown"]
+    X = pd.DataFrame({"component": pd.Categorical(rng.choice(["a", "b"], n), categories=vocabulary),
+                      "hist_grp_count": 100.0, "memreq_gb": 64.0, "hist_grp_max_seen": 12.0,
+                      "hist_grp_max_20": 12.0})
+    y = 10.0 * rng.lognormal(0.0, 0.1, n)
+    model = CostAwareRegressor(**FAST, **NO_EVIDENCE).fit(X, y)
+    assert model.guard_active_ and model.unknown_task_ == 2
+    grown = X.iloc[:1].assign(hist_grp_max_seen=30.0)  # the group's peaks reached 30 GB
+    unseen = grown.assign(component=pd.Categorical(["unknown"], categories=vocabulary))
+    assert model.predict(unseen)[0] >= min(64.0, 1.2 * 30.0) > model.predict(grown)[0]
+    assert model.explain(unseen)["guarded"].iloc[0] and not model.explain(grown)["guarded"].iloc[0]
+
+
 @pytest.mark.parametrize(("mode", "expected"), [
     ("max", [6.0, 3.0, 2.0, 6.0, 5.0]),  # request capped by the peers; peers alone without request
     ("request", [8.0, 1.0, 2.0, 5.0, 5.0]),  # without a request the model's allocation stays

@@ -47,6 +47,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
 from resource_prediction.allocation import optimal_allocation_from_samples, unit_failure_cost
+from resource_prediction.features.raw import UNKNOWN
 from resource_prediction.metrics import DEFAULT_PENALTY, business_score
 from resource_prediction.models.adapters import fit_with_categoricals, predict_fast
 from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
@@ -266,8 +267,9 @@ class CostAwareRegressor(BasePredictor):
         whose group has seen fewer than ``guard_min_history`` peaks (the ``history`` feature):
         ``"request"`` allocates the configured request, ``"max"`` at least the request capped at
         the peers' recent maximum (``peers``); None disables it. Jobs whose group has seen fewer
-        than ``guard_settle`` peaks get at least the smaller of their request and their group's
-        largest peak (``seen``) times ``guard_margin``. It stays active unless the calibration
+        than ``guard_settle`` peaks, and every job of a task type unseen in ``fit``, get at least
+        the smaller of their request and their group's largest peak (``seen``) times
+        ``guard_margin``. It stays active unless the calibration
         shows the model cheaper than the guard on at least ``guard_evidence`` jobs with so little
         history (``guard_active_``).
     guard_min_history : int
@@ -331,8 +333,12 @@ class CostAwareRegressor(BasePredictor):
     offset_index_, mondrian_index_, history_index_ : int or None
         Feature positions of those features (None when absent; ``mondrian_index_`` is -1 for
         :data:`SCALE_MONDRIAN`).
-    request_index_, peers_index_, seen_index_, trees_offset_index_ : int or None
-        Feature positions of those features (None when absent).
+    request_index_, peers_index_, seen_index_, trees_offset_index_, task_index_ : int or None
+        Feature positions of those features (None when absent; ``task_index_``: the first of
+        :data:`TASK_COLUMNS`).
+    unknown_task_ : float or None
+        Code of a task type unseen in ``fit`` (the preprocessor's ``unknown``): the guard keeps
+        such jobs at the floor of a group's first peaks.
     relative_index_ : ndarray of int
         Positions of the ``relative`` features present.
     """
@@ -655,6 +661,10 @@ class CostAwareRegressor(BasePredictor):
         self.peers_index_ = self._feature_index(self.peers)
         self.seen_index_ = self._feature_index(self.seen)
         self.trees_offset_index_ = self._feature_index(self.offset)
+        self.task_index_ = next((i for i in map(self._feature_index, TASK_COLUMNS)
+                                 if i is not None and self.categorical_mask_[i]), None)
+        vocabulary = [] if self.task_index_ is None else list(self.categories_[self.task_index_])
+        self.unknown_task_ = vocabulary.index(UNKNOWN) if UNKNOWN in vocabulary else None
         self.relative_index_ = np.array(
             [i for i in map(self._feature_index, self.relative) if i is not None], dtype=np.intp)
         self.log_level_ = float(np.median(np.log(y)))
@@ -756,8 +766,14 @@ class CostAwareRegressor(BasePredictor):
             return alloc, np.zeros(alloc.size, dtype=bool)
         peers = None if self.peers_index_ is None else Xa[:, self.peers_index_]
         seen = None if self.seen_index_ is None else Xa[:, self.seen_index_] * self.guard_margin
+        history = Xa[:, self.history_index_]
+        if self.unknown_task_ is not None:
+            # A task type the model was never fitted on keeps the floor of a group's first peaks
+            # (its largest peak so far, capped at the request) for as long as the guard holds.
+            unknown = Xa[:, self.task_index_] == self.unknown_task_
+            history = np.where(unknown, np.fmin(history, self.guard_settle - 1), history)
         return guard_allocation(
-            alloc, Xa[:, self.history_index_], Xa[:, self.request_index_], peers,
+            alloc, history, Xa[:, self.request_index_], peers,
             mode=self.guard, min_history=self.guard_min_history, seen_gb=seen,
             settle_history=self.guard_settle,
         )
