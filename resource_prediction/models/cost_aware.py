@@ -336,7 +336,7 @@ class CostAwareRegressor(BasePredictor):
     request_index_, peers_index_, seen_index_, trees_offset_index_, task_index_ : int or None
         Feature positions of those features (None when absent; ``task_index_``: the first of
         :data:`TASK_COLUMNS`).
-    unknown_task_ : float or None
+    unknown_task_ : int or None
         Code of a task type unseen in ``fit`` (the preprocessor's ``unknown``): the guard keeps
         such jobs at the floor of a group's first peaks.
     relative_index_ : ndarray of int
