@@ -196,8 +196,11 @@ def test_auto_keeps_the_candidate_with_the_best_forward_score(drifting):
     assert {kind for kind, _ in scores} == {"trees", "flat"}
     assert {m for _, m in scores} == {"hist_grp_count", None, "component"}
     assert set(model.location_scores_) == {"trees", "flat"}
+    blocks = model.location_block_scores_
+    wins = blocks["trees"] < blocks["flat"]
+    assert np.median(blocks["trees"]) == pytest.approx(model.location_scores_["trees"])
     trees_clearly_better = model.location_scores_["trees"] < (
-        (1 - model.trees_margin) * model.location_scores_["flat"])
+        (1 - model.trees_margin) * model.location_scores_["flat"]) and 2 * wins.sum() > wins.size
     assert model.location_kind_ == ("trees" if trees_clearly_better else "flat")
     kind_scores = {m: v for (kind, m), v in scores.items() if kind == model.location_kind_}
     assert model.mondrian_ == min(kind_scores, key=kind_scores.get)
