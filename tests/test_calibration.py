@@ -182,6 +182,12 @@ def test_guard_allocation_rules(mode, expected):
                               seen_gb=seen, settle_history=12)
     np.testing.assert_allclose(out[2], 7.0)
     np.testing.assert_allclose(out[[0, 1, 3, 4]], np.asarray(expected)[[0, 1, 3, 4]])
+    # a settled group marked unsettled (a task type unseen in fit) keeps that floor
+    out, changed = guard_allocation(np.array([2.0, 2.0]), np.array([30, 30]), np.array([8.0, 8.0]),
+                                    mode=mode, min_history=3, seen_gb=np.array([7.0, 7.0]),
+                                    settle_history=12, unsettled=np.array([True, False]))
+    np.testing.assert_allclose(out, [7.0, 2.0])
+    np.testing.assert_array_equal(changed, [True, False])
     with pytest.raises(ValueError, match="guard must be one of"):
         guard_allocation(alloc, count, request, peers, mode="always")
 

@@ -786,16 +786,13 @@ class CostAwareRegressor(BasePredictor):
             return alloc, np.zeros(alloc.size, dtype=bool)
         peers = None if self.peers_index_ is None else Xa[:, self.peers_index_]
         seen = None if self.seen_index_ is None else Xa[:, self.seen_index_] * self.guard_margin
-        history = Xa[:, self.history_index_]
-        if self.unknown_task_ is not None:
-            # A task type the model was never fitted on keeps the floor of a group's first peaks
-            # (its largest peak so far, capped at the request) for as long as the guard holds.
-            unknown = Xa[:, self.task_index_] == self.unknown_task_
-            history = np.where(unknown, np.fmin(history, self.guard_settle - 1), history)
+        # A task type the model was never fitted on keeps the floor of a group's first peaks
+        # (its largest peak so far, capped at the request) for as long as the guard holds.
+        unknown = None if self.unknown_task_ is None else Xa[:, self.task_index_] == self.unknown_task_
         return guard_allocation(
-            alloc, history, Xa[:, self.request_index_], peers,
+            alloc, Xa[:, self.history_index_], Xa[:, self.request_index_], peers,
             mode=self.guard, min_history=self.guard_min_history, seen_gb=seen,
-            settle_history=self.guard_settle,
+            settle_history=self.guard_settle, unsettled=unknown,
         )
 
     def _predict(self, Xa: np.ndarray) -> np.ndarray:

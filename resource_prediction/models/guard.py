@@ -12,7 +12,8 @@ A group with a few peaks (fewer than ``settle_history``) has its own evidence, b
 the model's calibration to speak for it: its jobs get at least the smaller of their request and
 ``seen_gb`` (the caller passes the largest peak the group has seen times a margin, what users
 running ``max seen x 1.2`` give them). Once the group has that much history the model's own
-allocation takes over. Rows with neither a usable request nor peers keep the model's allocation.
+allocation takes over, except for rows the caller marks ``unsettled`` (a task type the model was
+never fitted on), which keep that floor. Rows with neither a usable request nor peers keep the model's allocation.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ def guard_allocation(
     min_history: int = 1,
     seen_gb: np.ndarray | None = None,
     settle_history: int = 0,
+    unsettled: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Guarded allocations and the mask of rows whose allocation the guard changed.
 
     Rows with ``history_count < min_history`` get the ``mode`` floor; rows with
-    ``min_history <= history_count < settle_history`` at least ``min(request_gb, seen_gb)``.
+    ``min_history <= history_count < settle_history`` (or ``unsettled``) at least
+    ``min(request_gb, seen_gb)``.
 
     Examples
     --------
@@ -71,6 +74,8 @@ def guard_allocation(
     if seen_gb is not None and settle_history > min_history:
         count = np.nan_to_num(np.asarray(history_count, dtype=float), nan=0.0)
         young = ~cold & (count < settle_history)
+        if unsettled is not None:
+            young |= ~cold & np.asarray(unsettled, dtype=bool)
         floor = np.fmin(request, _usable(seen_gb))
         out = np.where(young & np.isfinite(floor), np.fmax(out, floor), out)
     return out, out != alloc
