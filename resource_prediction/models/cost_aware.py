@@ -100,12 +100,16 @@ class _Calibration:
     rounds: tuple[int, int] = (0, 0)
     round_errors: dict | None = None
     score: float = np.inf
-    block_score: float = np.inf
+    blocks: np.ndarray | None = None
     scale_model: object = None
     rows: np.ndarray | None = None
     alloc: np.ndarray | None = None
     edges: np.ndarray | None = None
-    blocks: np.ndarray | None = None
+
+    @property
+    def block_score(self) -> float:
+        """Median of the business scores over the blocks of time."""
+        return float(np.median(self.blocks))
 
 
 def tail_levels(n_support: int, tail_power: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +143,13 @@ def weighted_quantiles(values: np.ndarray, levels: np.ndarray, weights: np.ndarr
     w = np.ones(v.size) if weights is None else np.asarray(weights, dtype=float)[order]
     cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
     return np.interp(levels, cdf, v)
+
+
+def _least_squares_row(staged: np.ndarray, target: np.ndarray) -> tuple[int, np.ndarray]:
+    """The row of ``staged`` (one prediction per column) nearest ``target`` in mean squared
+    error, and every row's error."""
+    errors = np.mean((target[None, :] - staged) ** 2, axis=1)
+    return int(np.argmin(errors)), errors
 
 
 def _times_seen(known: np.ndarray, asked: np.ndarray) -> np.ndarray:
@@ -591,8 +602,7 @@ class CostAwareRegressor(BasePredictor):
         staged = np.concatenate([p[1] for p in pieces], axis=1)
         # The trees stop where their forward predictions were best: on 2,000 jobs a few
         # rounds (or none: the group's level) beat a hundred that fit the noise.
-        errors = np.mean((z[rows][None, :] - staged) ** 2, axis=1)
-        best_stop = int(np.argmin(errors))
+        best_stop, errors = _least_squares_row(staged, z[rows])
         mu = staged[best_stop].copy()
         residual = z[rows] - mu
         mu += log_offset[rows]
@@ -604,8 +614,9 @@ class CostAwareRegressor(BasePredictor):
             model = self._fit_model(make_scale, Xa[rows[train]], abs_res[train])
             staged[:, test] = self._staged(model, Xa[rows[test]], scale_stops,
                                            float(np.median(abs_res[train])))
-        scale_rounds = int(scale_stops[np.argmin(np.mean((abs_res[None, :] - staged) ** 2, axis=1))])
-        scale = np.maximum(staged[np.flatnonzero(scale_stops == scale_rounds)[0]], floor)
+        best_scale, _ = _least_squares_row(staged, abs_res)
+        scale_rounds = int(scale_stops[best_scale])
+        scale = np.maximum(staged[best_scale], floor)
         standardised, order = residual / scale, rows.astype(float)
         scale_model = self._fit_model(self._makers(kind, scale_rounds=scale_rounds)[1], Xa[rows], abs_res)
         # Each candidate is scored forward once more: the later half of the rows (in time) is
@@ -630,8 +641,7 @@ class CostAwareRegressor(BasePredictor):
             out.append(_Calibration(kind, offset_index, index, table, counts, floor, z,
                                     (int(stops[best_stop]), scale_rounds),
                                     dict(zip(stops.tolist(), errors.tolist(), strict=True)),
-                                    score, float(np.median(blocks)), scale_model, rows[later],
-                                    alloc, edges, blocks))
+                                    score, blocks, scale_model, rows[later], alloc, edges))
         return out
 
     def _mondrian_indices(self) -> list[int | None]:
