@@ -293,6 +293,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         jobs') statistics fill in.
     ewm_alpha : float, default=0.3
         Weight of the newest peak in the exponentially weighted means.
+    level_shrinkage : tuple of float, default=()
+        Prior strengths (in peaks) with which ``hist_grp_level`` may shrink a group's mean residual
+        towards its parent grouping's (:class:`~resource_prediction.features.level.JobLevel`'s
+        ``shrinkage``); empty: none.
     heavy_targets : tuple of str, default=("dist",)
         Targets that count as heavy (packaging the whole product).
     schema : {None, "build", "nextflow", "slurm"}, default=None
@@ -341,6 +345,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         use_quant_features: bool = True,
         min_history: int = 1,
         ewm_alpha: float = 0.3,
+        level_shrinkage: tuple[float, ...] = (),
         heavy_targets: tuple[str, ...] = ("dist",),
         schema: str | None = None,
     ):
@@ -348,6 +353,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.use_quant_features = use_quant_features
         self.min_history = min_history
         self.ewm_alpha = ewm_alpha
+        self.level_shrinkage = level_shrinkage
         self.heavy_targets = heavy_targets
         self.schema = schema
 
@@ -362,6 +368,11 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             raise ValueError(f"min_history must be an integer >= 1, got {self.min_history!r}")
         if not (isinstance(self.ewm_alpha, float | int) and 0.0 < self.ewm_alpha <= 1.0):
             raise ValueError(f"ewm_alpha must be in (0, 1], got {self.ewm_alpha!r}")
+        if isinstance(self.level_shrinkage, str) or not isinstance(self.level_shrinkage, Iterable) \
+                or not all(isinstance(k, float | int) and not isinstance(k, bool) and k > 0
+                           for k in self.level_shrinkage):
+            raise ValueError(f"level_shrinkage must be a collection of positive numbers, got "
+                             f"{self.level_shrinkage!r}")
         if isinstance(self.heavy_targets, str) or not isinstance(self.heavy_targets, Iterable) \
                 or not all(isinstance(t, str) for t in self.heavy_targets):
             raise ValueError(
@@ -626,7 +637,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         """Fit :attr:`level_` on the training jobs; their ``hist_grp_level`` (GB), causal."""
         codes, numeric = self._level_inputs(parsed)
         sized = {col: (c, len(self.vocabularies_[col])) for col, c in codes.items()}
-        self.level_ = JobLevel(self.ewm_alpha, self.min_history)
+        self.level_ = JobLevel(self.ewm_alpha, self.min_history, tuple(float(k) for k in self.level_shrinkage))
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)
         return np.exp(self.level_.fit(parsed.keys.levels(), parsed.keys.ns, sized,

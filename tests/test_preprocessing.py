@@ -14,7 +14,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from resource_prediction.data import save_telemetry
-from resource_prediction.features.level import StaticLevel
+from resource_prediction.features.level import JobLevel, StaticLevel
 from resource_prediction.features.raw import SMALL_FRAME, UNKNOWN
 from resource_prediction.preprocessing import (
     CATEGORICAL_FEATURES,
@@ -429,7 +429,8 @@ def test_not_fitted_and_bad_parameters(jobs):
     with pytest.raises(NotFittedError):
         ModelPreprocessor().observe(jobs)
     for params in ({"encoding": "ordinal"}, {"min_history": 0}, {"ewm_alpha": 0.0},
-                   {"heavy_targets": "dist"}, {"use_quant_features": "yes"}):
+                   {"heavy_targets": "dist"}, {"use_quant_features": "yes"}, {"level_shrinkage": (0.0,)},
+                   {"level_shrinkage": "3"}):
         with pytest.raises(ValueError):
             ModelPreprocessor(**params).fit(jobs)
     with pytest.raises(ValueError):
@@ -555,6 +556,57 @@ def test_static_level_recovers_additive_effects_whatever_the_row_order():
     np.testing.assert_allclose(shuffled.predict({"a": a, "b": b}, {"x": x}, n), fitted, rtol=1e-9)
     unseen = level.predict({"a": np.array([3]), "b": np.array([0])}, {"x": np.array([1.0])}, 1)
     assert np.isfinite(unseen).all()
+
+
+def _level_errors(spread: float, n_groups: int, per_group: int, shrinkage=(1.0, 3.0, 10.0, 30.0)):
+    """Fit a :class:`JobLevel` on groups whose true levels are ``spread`` apart (peaks with log
+    noise 0.3, the groups' jobs interleaved in time); its root mean square error from the truth on
+    the later fifth of the jobs, and the candidate it keeps."""
+    rng = np.random.default_rng(0)
+    fine = np.tile(np.arange(n_groups), per_group)
+    truth = 2.0 + rng.normal(0.0, spread, n_groups)[fine]
+    log_peaks = truth + rng.normal(0.0, 0.3, fine.size)
+    groups = {"fine": (fine, list(range(n_groups))), "coarse": (fine // 10, list(range(n_groups // 10))),
+              "global": (np.zeros(fine.size, dtype=np.intp), [0])}
+    cut = int(0.8 * fine.size)
+    ns = np.arange(fine.size)
+
+    def rows(r):
+        return {level: (codes[r], keys) for level, (codes, keys) in groups.items()}
+
+    level = JobLevel(alpha=0.3, shrinkage=shrinkage)
+    level.fit(rows(slice(0, cut)), ns[:cut], {}, {}, log_peaks[:cut])
+    later = slice(cut, None)
+    predicted = level.transform(rows(later), ns[later], {}, {}, log_peaks[later])
+    kept = level.candidates_[int(np.argmin(level.errors_))]
+    return float(np.sqrt(np.mean((predicted - truth[later]) ** 2))), kept
+
+
+def test_job_level_shrinks_groups_of_few_peaks_towards_their_parents():
+    """Groups of few noisy peaks whose true levels differ little: a shrunk candidate is kept, and
+    its levels are closer to the truth than the best grouping's without shrinkage."""
+    shrunk, kept = _level_errors(spread=0.05, n_groups=200, per_group=4)
+    plain, _ = _level_errors(spread=0.05, n_groups=200, per_group=4, shrinkage=())
+    assert kept.startswith("shrunk_")
+    assert shrunk < 0.6 * plain
+
+
+def test_job_level_keeps_each_groups_own_level_when_groups_differ():
+    """Groups far apart with many peaks each keep their own (unshrunk) mean."""
+    error, kept = _level_errors(spread=1.0, n_groups=20, per_group=60)
+    assert kept == "fine"
+    assert error < 0.2
+
+
+def test_level_shrinkage_reaches_the_job_level():
+    """``level_shrinkage`` gives the preprocessor's level its shrunk candidates; by default none."""
+    df = generate_telemetry(1500, seed=2)
+    plain = ModelPreprocessor().fit(df)
+    shrunk = ModelPreprocessor(level_shrinkage=(3,)).fit(df)
+    assert plain.level_.candidates_ == ("fine", "coarse", "global")
+    assert shrunk.level_.candidates_ == ("fine", "coarse", "global", "shrunk_3")
+    level = shrunk.transform(df.iloc[-200:])["hist_grp_level"]
+    assert np.isfinite(level).all() and (level > 0).all()
 
 
 def test_static_level_stays_within_the_fitted_range():
