@@ -60,8 +60,9 @@ __all__ = [
 #: the predicted scale (3.x cost-aware models lack both). 5.0: the cost-aware model has
 #: ``trees_margin`` and ``relative``, and its trees are relative to the group's level (4.x models
 #: lack the parameters). 6.0: the cost-aware model chooses its boosting rounds (``round_grid``;
-#: 5.x models lack it). 7.0: the job-adjusted level may shrink a group's mean towards its parent's
-#: (``JobLevel.shrinkage``; 6.x preprocessors lack it).
+#: 5.x models lack it). 7.0: the job-adjusted level has longer-memory candidates and may shrink a
+#: group's mean towards its parent's (``JobLevel.memories``, ``shrinkage``; 6.x preprocessors lack
+#: them).
 FORMAT_VERSION = "7.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20

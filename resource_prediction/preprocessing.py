@@ -77,7 +77,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from resource_prediction.features.history import STAT_NAMES, GroupHistory, HistoryFeatures
-from resource_prediction.features.level import LEVELS, JobLevel
+from resource_prediction.features.level import LEVELS, MEMORIES, JobLevel
 from resource_prediction.features.raw import (
     REQUIRED_COLUMNS,
     SMALL_FRAME,
@@ -297,6 +297,9 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Prior strengths (in peaks) with which ``hist_grp_level`` may shrink a group's mean residual
         towards its parent grouping's (:class:`~resource_prediction.features.level.JobLevel`'s
         ``shrinkage``); empty: none.
+    level_memories : tuple of float, default=(0.1,)
+        EWM weights of the longer-memory candidates of ``hist_grp_level`` (``memories``; the first
+        weight is ``ewm_alpha``); empty: none.
     heavy_targets : tuple of str, default=("dist",)
         Targets that count as heavy (packaging the whole product).
     schema : {None, "build", "nextflow", "slurm"}, default=None
@@ -346,6 +349,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         min_history: int = 1,
         ewm_alpha: float = 0.3,
         level_shrinkage: tuple[float, ...] = (),
+        level_memories: tuple[float, ...] = MEMORIES,
         heavy_targets: tuple[str, ...] = ("dist",),
         schema: str | None = None,
     ):
@@ -354,6 +358,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.min_history = min_history
         self.ewm_alpha = ewm_alpha
         self.level_shrinkage = level_shrinkage
+        self.level_memories = level_memories
         self.heavy_targets = heavy_targets
         self.schema = schema
 
@@ -373,6 +378,11 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
                            for k in self.level_shrinkage):
             raise ValueError(f"level_shrinkage must be a collection of positive numbers, got "
                              f"{self.level_shrinkage!r}")
+        if isinstance(self.level_memories, str) or not isinstance(self.level_memories, Iterable) \
+                or not all(isinstance(a, float | int) and not isinstance(a, bool) and 0 < a <= 1
+                           for a in self.level_memories):
+            raise ValueError(f"level_memories must be a collection of weights in (0, 1], got "
+                             f"{self.level_memories!r}")
         if isinstance(self.heavy_targets, str) or not isinstance(self.heavy_targets, Iterable) \
                 or not all(isinstance(t, str) for t in self.heavy_targets):
             raise ValueError(
@@ -637,7 +647,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         """Fit :attr:`level_` on the training jobs; their ``hist_grp_level`` (GB), causal."""
         codes, numeric = self._level_inputs(parsed)
         sized = {col: (c, len(self.vocabularies_[col])) for col, c in codes.items()}
-        self.level_ = JobLevel(self.ewm_alpha, self.min_history, tuple(float(k) for k in self.level_shrinkage))
+        self.level_ = JobLevel(self.ewm_alpha, self.min_history, tuple(float(k) for k in self.level_shrinkage),
+                               tuple(float(a) for a in self.level_memories))
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)
         return np.exp(self.level_.fit(parsed.keys.levels(), parsed.keys.ns, sized,

@@ -430,7 +430,7 @@ def test_not_fitted_and_bad_parameters(jobs):
         ModelPreprocessor().observe(jobs)
     for params in ({"encoding": "ordinal"}, {"min_history": 0}, {"ewm_alpha": 0.0},
                    {"heavy_targets": "dist"}, {"use_quant_features": "yes"}, {"level_shrinkage": (0.0,)},
-                   {"level_shrinkage": "3"}):
+                   {"level_shrinkage": "3"}, {"level_memories": (1.5,)}):
         with pytest.raises(ValueError):
             ModelPreprocessor(**params).fit(jobs)
     with pytest.raises(ValueError):
@@ -558,13 +558,16 @@ def test_static_level_recovers_additive_effects_whatever_the_row_order():
     assert np.isfinite(unseen).all()
 
 
-def _level_errors(spread: float, n_groups: int, per_group: int, shrinkage=(1.0, 3.0, 10.0, 30.0)):
+def _level_errors(spread: float, n_groups: int, per_group: int, shrinkage=(1.0, 3.0, 10.0, 30.0),
+                  memories=(), walk=0.0):
     """Fit a :class:`JobLevel` on groups whose true levels are ``spread`` apart (peaks with log
-    noise 0.3, the groups' jobs interleaved in time); its root mean square error from the truth on
-    the later fifth of the jobs, and the candidate it keeps."""
+    noise 0.3, the groups' jobs interleaved in time; each level takes a random step of standard
+    deviation ``walk`` at each of its jobs); its root mean square error from the truth on the later
+    fifth of the jobs, and the candidate it keeps."""
     rng = np.random.default_rng(0)
     fine = np.tile(np.arange(n_groups), per_group)
-    truth = 2.0 + rng.normal(0.0, spread, n_groups)[fine]
+    steps = rng.normal(0.0, walk, (per_group, n_groups)).cumsum(axis=0).ravel()
+    truth = 2.0 + rng.normal(0.0, spread, n_groups)[fine] + steps
     log_peaks = truth + rng.normal(0.0, 0.3, fine.size)
     groups = {"fine": (fine, list(range(n_groups))), "coarse": (fine // 10, list(range(n_groups // 10))),
               "global": (np.zeros(fine.size, dtype=np.intp), [0])}
@@ -574,7 +577,7 @@ def _level_errors(spread: float, n_groups: int, per_group: int, shrinkage=(1.0, 
     def rows(r):
         return {level: (codes[r], keys) for level, (codes, keys) in groups.items()}
 
-    level = JobLevel(alpha=0.3, shrinkage=shrinkage)
+    level = JobLevel(alpha=0.3, shrinkage=shrinkage, memories=memories)
     level.fit(rows(slice(0, cut)), ns[:cut], {}, {}, log_peaks[:cut])
     later = slice(cut, None)
     predicted = level.transform(rows(later), ns[later], {}, {}, log_peaks[later])
@@ -591,6 +594,17 @@ def test_job_level_shrinks_groups_of_few_peaks_towards_their_parents():
     assert shrunk < 0.6 * plain
 
 
+def test_job_level_keeps_a_longer_memory_where_levels_stay():
+    """Groups whose levels do not move: the longer-memory candidate is kept and errs less than the
+    preprocessor's ``ewm_alpha`` alone."""
+    long, kept = _level_errors(spread=1.0, n_groups=20, per_group=60, shrinkage=(), memories=(0.05,))
+    short, _ = _level_errors(spread=1.0, n_groups=20, per_group=60, shrinkage=())
+    assert kept == "fine@0.05"
+    assert long < 0.7 * short
+    _, kept = _level_errors(spread=1.0, n_groups=20, per_group=60, shrinkage=(), memories=(0.05,), walk=0.3)
+    assert kept == "fine"
+
+
 def test_job_level_keeps_each_groups_own_level_when_groups_differ():
     """Groups far apart with many peaks each keep their own (unshrunk) mean."""
     error, kept = _level_errors(spread=1.0, n_groups=20, per_group=60)
@@ -598,12 +612,14 @@ def test_job_level_keeps_each_groups_own_level_when_groups_differ():
     assert error < 0.2
 
 
-def test_level_shrinkage_reaches_the_job_level():
-    """``level_shrinkage`` gives the preprocessor's level its shrunk candidates; by default none."""
+def test_level_candidates_follow_the_parameters():
+    """``level_shrinkage`` and ``level_memories`` give the preprocessor's level its candidates: by
+    default the three groupings with ``ewm_alpha`` and with a longer memory, none shrunk."""
     df = generate_telemetry(1500, seed=2)
-    plain = ModelPreprocessor().fit(df)
-    shrunk = ModelPreprocessor(level_shrinkage=(3,)).fit(df)
-    assert plain.level_.candidates_ == ("fine", "coarse", "global")
+    assert ModelPreprocessor().fit(df).level_.candidates_ == (
+        "fine", "coarse", "global", "fine@0.1", "coarse@0.1", "global@0.1")
+    assert ModelPreprocessor(level_memories=()).fit(df).level_.candidates_ == ("fine", "coarse", "global")
+    shrunk = ModelPreprocessor(level_shrinkage=(3,), level_memories=()).fit(df)
     assert shrunk.level_.candidates_ == ("fine", "coarse", "global", "shrunk_3")
     level = shrunk.transform(df.iloc[-200:])["hist_grp_level"]
     assert np.isfinite(level).all() and (level > 0).all()
