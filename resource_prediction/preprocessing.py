@@ -297,9 +297,9 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Prior strengths (in peaks) with which ``hist_grp_level`` may shrink a group's mean residual
         towards its parent grouping's (:class:`~resource_prediction.features.level.JobLevel`'s
         ``shrinkage``); empty: none.
-    level_memories : tuple of float, default=(0.1,)
-        EWM weights of the longer-memory candidates of ``hist_grp_level`` (``memories``; the first
-        weight is ``ewm_alpha``); empty: none.
+    level_memories : tuple of float, default=()
+        EWM weights of the longer-memory candidates of ``hist_grp_level`` (:class:`~resource_prediction.
+        features.level.JobLevel`'s ``memories``; the first weight is ``ewm_alpha``); empty: none.
     heavy_targets : tuple of str, default=("dist",)
         Targets that count as heavy (packaging the whole product).
     schema : {None, "build", "nextflow", "slurm"}, default=None

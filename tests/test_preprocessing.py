@@ -614,11 +614,11 @@ def test_job_level_keeps_each_groups_own_level_when_groups_differ():
 
 def test_level_candidates_follow_the_parameters():
     """``level_shrinkage`` and ``level_memories`` give the preprocessor's level its candidates: by
-    default the three groupings with ``ewm_alpha`` and with a longer memory, none shrunk."""
+    default the three groupings with ``ewm_alpha`` alone, none shrunk."""
     df = generate_telemetry(1500, seed=2)
-    assert ModelPreprocessor().fit(df).level_.candidates_ == (
+    assert ModelPreprocessor().fit(df).level_.candidates_ == ("fine", "coarse", "global")
+    assert ModelPreprocessor(level_memories=(0.1,)).fit(df).level_.candidates_ == (
         "fine", "coarse", "global", "fine@0.1", "coarse@0.1", "global@0.1")
-    assert ModelPreprocessor(level_memories=()).fit(df).level_.candidates_ == ("fine", "coarse", "global")
     shrunk = ModelPreprocessor(level_shrinkage=(3,), level_memories=()).fit(df)
     assert shrunk.level_.candidates_ == ("fine", "coarse", "global", "shrunk_3")
     level = shrunk.transform(df.iloc[-200:])["hist_grp_level"]
