@@ -8,7 +8,10 @@ evaluation.Trainer`): the champion is chosen on the validation window inside the
 and every family is scored on the latest 10 % (holdout, causal replay). Per data set the JSON
 holds the holdout table (with the ratio of each score to the oracle's where the data has truth),
 the champion, whether it beats the configured request, ``max_seen``, ``vpa`` and
-``group_percentile``, and the cost-aware safe variant against the configured request.
+``group_percentile``, and the cost-aware safe variant against the configured request. Generated
+data also gets each family's expected cost as a multiple of the oracle's
+(:func:`~resource_prediction.synthetic.expected_cost_ratio`): the realised score of a scenario's
+few hundred scored jobs is noisy, the expected cost is not.
 
 **Cold start** (``traces_new_types``): each trace again, ``--new-type-draws`` times, with every
 training task of a third of the task types that the latest 10 % runs removed (drawn with
@@ -33,7 +36,12 @@ import pandas as pd
 from resource_prediction.data import load_telemetry, time_split
 from resource_prediction.paths import ArtifactPaths
 from resource_prediction.schema import frame_schema
-from resource_prediction.synthetic import SCENARIOS, generate_telemetry
+from resource_prediction.synthetic import (
+    SCENARIOS,
+    expected_cost_ratio,
+    generate_telemetry,
+    has_truth,
+)
 from resource_prediction.training.evaluation import ORACLE, Trainer
 
 DEFAULT_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nextflow"
@@ -41,13 +49,22 @@ COLUMNS = ["family", "task_type", "val_business_score", "business_score", "under
 BASELINES_TO_BEAT = ("configured_request", "max_seen", "vpa", "group_percentile")
 
 
-def summarise(name: str, result, seconds: float) -> dict:
-    """The JSON record of one data set's evaluation."""
+def expected_ratios(result, truth: pd.DataFrame, penalty: float) -> dict[str, float]:
+    """Per family, the expected cost of its holdout allocations as a multiple of the oracle's
+    (``truth``: the holdout rows with the generator's truth columns, in the same order)."""
+    return {family: expected_cost_ratio(rows["allocated_gb"].to_numpy(), truth, penalty)
+            for family, rows in result.predictions.groupby("family", sort=False)}
+
+
+def summarise(name: str, result, seconds: float, expected: dict[str, float] | None = None) -> dict:
+    """The JSON record of one data set's evaluation (``expected``: :func:`expected_ratios`)."""
     table = result.holdout.set_index("family")
     rows = result.holdout[COLUMNS].copy()
     oracle = table.loc[ORACLE, "business_score"] if ORACLE in table.index else None
     if oracle is not None:
         rows["ratio_to_oracle"] = rows["business_score"] / oracle
+    if expected:
+        rows["expected_ratio_to_oracle"] = rows["family"].map(expected)
     champion = result.champions.get("overall")
     score = float(table.loc[champion, "business_score"]) if champion else None
     out = {
@@ -58,6 +75,7 @@ def summarise(name: str, result, seconds: float) -> dict:
         "champion_under_pct": float(table.loc[champion, "under_pct"]) if champion else None,
         "oracle_score": None if oracle is None else float(oracle),
         "champion_ratio_to_oracle": None if oracle is None or score is None else score / oracle,
+        "champion_expected_ratio_to_oracle": (expected or {}).get(champion),
         "champion_beats": {
             b: bool(score < table.loc[b, "business_score"]) for b in BASELINES_TO_BEAT
             if b in table.index and score is not None
@@ -96,12 +114,16 @@ def evaluate(name: str, df: pd.DataFrame, workdir: Path, test_fraction: float = 
     trainer = Trainer(df, paths=ArtifactPaths(workdir / name), storage="memory", n_boot=200,
                       test_fraction=test_fraction)
     result = trainer.run(evaluate_all_archs=True, write=False)
-    record = summarise(name, result, time.perf_counter() - start)
+    truth = trainer.holdout_raw
+    expected = expected_ratios(result, truth, trainer.penalty) if has_truth(truth) else None
+    record = summarise(name, result, time.perf_counter() - start, expected)
     record["selection"] = trainer.selection
     beats = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in record["champion_beats"].items())
-    ratio = record["champion_ratio_to_oracle"]
+    ratio, expected_ratio = record["champion_ratio_to_oracle"], record["champion_expected_ratio_to_oracle"]
     print(f"{name:22s} champion {record['champion']:24s} {record['champion_score']:7.1f}"
-          + (f" ({ratio:.3f} x oracle)" if ratio else "") + f"; beats {beats}", flush=True)
+          + (f" ({ratio:.3f} x oracle" if ratio else "")
+          + (f", expected cost {expected_ratio:.3f} x" if expected_ratio else "")
+          + (")" if ratio else "") + f"; beats {beats}", flush=True)
     return record
 
 

@@ -42,7 +42,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from resource_prediction.allocation import optimal_allocation_lognormal_mixture, unit_failure_cost
+from resource_prediction.allocation import (
+    expected_job_cost,
+    optimal_allocation_lognormal_mixture,
+    unit_failure_cost,
+)
 from resource_prediction.metrics import DEFAULT_PENALTY
 from resource_prediction.schema import BYTES_PER_GB, MB_PER_GB
 
@@ -597,3 +601,29 @@ def oracle_allocation(df: pd.DataFrame, penalty: float = DEFAULT_PENALTY) -> np.
     unit_cost = unit_failure_cost(float(expected_peak_gb(df).mean()), penalty)
     mu, sigma, p, mu_o, sigma_o = (df[c].to_numpy(dtype=float) for c in TRUTH_COLUMNS)
     return optimal_allocation_lognormal_mixture(mu, sigma, p, mu_o, sigma_o, unit_cost)
+
+
+def expected_cost_ratio(allocation, df: pd.DataFrame, penalty: float = DEFAULT_PENALTY) -> float:
+    """Expected business cost of ``allocation`` (GB, one per row of ``df``) as a multiple of the
+    oracle's, from the truth columns.
+
+    The realised score of a few hundred jobs moves by several percent with the peaks drawn (one
+    more failure among 200 jobs adds 2.5 points at penalty 5); the expected cost prices every job
+    under its true distribution, so it compares allocations without that noise.
+
+    Examples
+    --------
+    >>> df = generate_telemetry(300, seed=0, with_truth=True)
+    >>> expected_cost_ratio(oracle_allocation(df), df)
+    1.0
+    >>> bool(expected_cost_ratio(1.5 * oracle_allocation(df), df) > 1.0)
+    True
+    """
+    oracle = oracle_allocation(df, penalty)
+    allocation = np.asarray(allocation, dtype=float)
+    if allocation.shape != oracle.shape:
+        raise ValueError(f"expected one allocation per row ({oracle.size}), got shape {allocation.shape}")
+    unit_cost = unit_failure_cost(float(expected_peak_gb(df).mean()), penalty)
+    truth = [df[c].to_numpy(dtype=float) for c in TRUTH_COLUMNS]
+    return float(expected_job_cost(allocation, unit_cost, *truth).sum()
+                 / expected_job_cost(oracle, unit_cost, *truth).sum())

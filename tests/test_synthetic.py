@@ -19,6 +19,7 @@ from resource_prediction.synthetic import (
     SCENARIOS,
     TRUTH_COLUMNS,
     Scenario,
+    expected_cost_ratio,
     expected_peak_gb,
     generate_telemetry,
     list_scenarios,
@@ -285,3 +286,18 @@ def test_cli_generates_a_scenario(tmp_path, capsys):
     )
     with pytest.raises(SystemExit):
         main(["generate", "--scenario", "nope", "--out", str(tmp_path / "x.csv")])
+
+
+def test_expected_cost_ratio_is_least_for_the_oracle():
+    """The oracle's expected cost is the least: its ratio is 1, every other allocation's above
+    (scaled, jittered or one flat value), whatever peaks were drawn; a wrong length is refused."""
+    df = generate_telemetry(2000, seed=4, with_truth=True)
+    oracle = oracle_allocation(df)
+    assert expected_cost_ratio(oracle, df) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    others = [0.8 * oracle, 1.2 * oracle, oracle * np.exp(rng.normal(0, 0.1, oracle.size)),
+              np.full(oracle.size, float(np.median(oracle)))]
+    assert all(expected_cost_ratio(a, df) > 1.0 for a in others)
+    assert expected_cost_ratio(1.2 * oracle, df) < expected_cost_ratio(1.5 * oracle, df)
+    with pytest.raises(ValueError, match="one allocation per row"):
+        expected_cost_ratio(oracle[:-1], df)
