@@ -65,6 +65,12 @@ def test_a_newer_benchmark_is_preferred_and_a_missing_one_is_said(tmp_path):
     newer.write_text(json.dumps({"commit": "abc1234", "scenarios": [record]}))
     page = write_quality_page(tmp_path / "quality.md", (newer, REFERENCE_BENCH)).read_text()
     assert "abc1234" in page and "1.200" in page and "On 0 of 1 scenarios" in page
+    assert "expected x oracle" not in page  # a benchmark without expected costs: no such column
+    record["champion_expected_ratio_to_oracle"] = 1.1
+    newer.write_text(json.dumps({"commit": "abc1234", "scenarios": [record]}))
+    page = write_quality_page(tmp_path / "quality.md", (newer, REFERENCE_BENCH)).read_text()
+    assert "| expected x oracle |" in page and "1.100" in page
+    assert "By expected cost" in page and "1 of 1 are within 1.15 x" in page
     assert "No quality benchmark" in quality_markdown(None)
     page = write_quality_page(tmp_path / "none.md", (tmp_path / "absent.json",)).read_text()
     assert "No quality benchmark was found" in page
