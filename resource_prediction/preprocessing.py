@@ -77,7 +77,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from resource_prediction.features.history import STAT_NAMES, GroupHistory, HistoryFeatures
-from resource_prediction.features.level import LEVELS, MEMORIES, JobLevel
+from resource_prediction.features.level import LEVELS, JobLevel
 from resource_prediction.features.raw import (
     REQUIRED_COLUMNS,
     SMALL_FRAME,
@@ -274,6 +274,13 @@ def _nanmedian(values: np.ndarray) -> float:
     return float(np.median(finite)) if finite.size else 0.0
 
 
+def _check_numbers(name: str, values, what: str, valid) -> None:
+    """Raise unless ``values`` is a collection of numbers (not bools) for which ``valid`` holds."""
+    if isinstance(values, str) or not isinstance(values, Iterable) or not all(
+            isinstance(v, float | int) and not isinstance(v, bool) and valid(v) for v in values):
+        raise ValueError(f"{name} must be a collection of {what}, got {values!r}")
+
+
 class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Causal feature engineering for memory prediction: raw telemetry in, model features out.
 
@@ -349,7 +356,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         min_history: int = 1,
         ewm_alpha: float = 0.3,
         level_shrinkage: tuple[float, ...] = (),
-        level_memories: tuple[float, ...] = MEMORIES,
+        level_memories: tuple[float, ...] = (),
         heavy_targets: tuple[str, ...] = ("dist",),
         schema: str | None = None,
     ):
@@ -373,16 +380,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             raise ValueError(f"min_history must be an integer >= 1, got {self.min_history!r}")
         if not (isinstance(self.ewm_alpha, float | int) and 0.0 < self.ewm_alpha <= 1.0):
             raise ValueError(f"ewm_alpha must be in (0, 1], got {self.ewm_alpha!r}")
-        if isinstance(self.level_shrinkage, str) or not isinstance(self.level_shrinkage, Iterable) \
-                or not all(isinstance(k, float | int) and not isinstance(k, bool) and k > 0
-                           for k in self.level_shrinkage):
-            raise ValueError(f"level_shrinkage must be a collection of positive numbers, got "
-                             f"{self.level_shrinkage!r}")
-        if isinstance(self.level_memories, str) or not isinstance(self.level_memories, Iterable) \
-                or not all(isinstance(a, float | int) and not isinstance(a, bool) and 0 < a <= 1
-                           for a in self.level_memories):
-            raise ValueError(f"level_memories must be a collection of weights in (0, 1], got "
-                             f"{self.level_memories!r}")
+        _check_numbers("level_shrinkage", self.level_shrinkage, "positive numbers", lambda k: k > 0)
+        _check_numbers("level_memories", self.level_memories, "weights in (0, 1]", lambda a: 0 < a <= 1)
         if isinstance(self.heavy_targets, str) or not isinstance(self.heavy_targets, Iterable) \
                 or not all(isinstance(t, str) for t in self.heavy_targets):
             raise ValueError(

@@ -23,14 +23,10 @@ from scipy import sparse
 
 from resource_prediction.features.history import MeanHistory
 
-__all__ = ["LEVEL_FIT_ROWS", "LEVEL_REFITS", "LEVELS", "MARGIN", "MEMORIES", "JobLevel", "StaticLevel",
-           "effective_count"]
+__all__ = ["LEVEL_FIT_ROWS", "LEVEL_REFITS", "LEVELS", "MARGIN", "JobLevel", "StaticLevel", "effective_count"]
 
 #: Groupings of the residual history, finest first.
 LEVELS: tuple[str, ...] = ("fine", "coarse", "global")
-#: EWM weights of the longer-memory candidates (besides the preprocessor's ``ewm_alpha``) by default:
-#: none (see :class:`JobLevel`'s ``memories``).
-MEMORIES: tuple[float, ...] = ()
 #: Shares of the training jobs (in time) after which ``fit`` refits the static level: a training
 #: job's static level comes from the jobs before its block only (none before the first share).
 LEVEL_REFITS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
@@ -207,7 +203,7 @@ class JobLevel:
     """
 
     def __init__(self, alpha: float, min_history: int = 1, shrinkage: tuple[float, ...] = (),
-                 memories: tuple[float, ...] = MEMORIES):
+                 memories: tuple[float, ...] = ()):
         self.alpha = alpha
         self.min_history = min_history
         self.shrinkage = shrinkage

@@ -592,11 +592,11 @@ class CostAwareRegressor(BasePredictor):
         log_offset = self._log_offset(Xa, offset_index)
         z = np.log(y) - log_offset
         stops, pieces = self._round_stops(kind, self.n_estimators), []
-        seen = {i: [] for i in self._mondrian_indices() if self._is_categorical(i)}
+        times_seen = {i: [] for i in self._mondrian_indices() if self._is_categorical(i)}
         for train, test in self._splits(z.size):
             model = self._fit_model(make_location, Xa[train], z[train])
             pieces.append((test, self._staged(model, Xa[test], stops, float(np.median(z[train])))))
-            for index, parts in seen.items():
+            for index, parts in times_seen.items():
                 parts.append(_times_seen(Xa[train, index], Xa[test, index]))
         rows = np.concatenate([p[0] for p in pieces])
         staged = np.concatenate([p[1] for p in pieces], axis=1)
@@ -631,8 +631,8 @@ class CostAwareRegressor(BasePredictor):
             # A task type's own quantiles take only the errors of models that knew it: a type's
             # first jobs, predicted from its peers' level, err as the deployed model (which has
             # seen the type) no longer does. Their residuals stay in the pooled quantiles.
-            own = cats if index not in seen else np.where(
-                np.concatenate(seen[index]) >= self.min_calibration, cats, 0)
+            own = cats if index not in times_seen else np.where(
+                np.concatenate(times_seen[index]) >= self.min_calibration, cats, 0)
             table, _ = self._quantile_table(standardised[earlier], own[earlier], order[earlier], index)
             alloc = self._allocate(mu[later], scale[later] * self.widen, table[cats[later]])
             table, counts = self._quantile_table(standardised, own, order, index)

@@ -13,7 +13,8 @@ the model's calibration to speak for it: its jobs get at least the smaller of th
 ``seen_gb`` (the caller passes the largest peak the group has seen times a margin, what users
 running ``max seen x 1.2`` give them). Once the group has that much history the model's own
 allocation takes over, except for rows the caller marks ``unsettled`` (a task type the model was
-never fitted on), which keep that floor. Rows with neither a usable request nor peers keep the model's allocation.
+never fitted on), which keep that floor. Rows with neither a usable request nor peers keep the
+model's allocation.
 """
 
 from __future__ import annotations
