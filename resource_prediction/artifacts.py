@@ -62,8 +62,9 @@ __all__ = [
 #: lack the parameters). 6.0: the cost-aware model chooses its boosting rounds (``round_grid``;
 #: 5.x models lack it). 7.0: the job-adjusted level has longer-memory candidates and may shrink a
 #: group's mean towards its parent's (``JobLevel.memories``, ``shrinkage``; 6.x preprocessors lack
-#: them).
-FORMAT_VERSION = "7.0"
+#: them). 8.0: the job-adjusted level chooses its candidate within each coarse group
+#: (``JobLevel.choice_``; 7.x levels keep one choice for all jobs).
+FORMAT_VERSION = "8.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

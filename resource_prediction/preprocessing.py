@@ -307,6 +307,9 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     level_memories : tuple of float, default=()
         EWM weights of the longer-memory candidates of ``hist_grp_level`` (:class:`~resource_prediction.
         features.level.JobLevel`'s ``memories``; the first weight is ``ewm_alpha``); empty: none.
+    level_choice : {"global", "coarse", "fine"}, default="global"
+        Grouping within which ``hist_grp_level`` chooses among its candidates (:class:`~resource_
+        prediction.features.level.JobLevel`'s ``choose_within``).
     heavy_targets : tuple of str, default=("dist",)
         Targets that count as heavy (packaging the whole product).
     schema : {None, "build", "nextflow", "slurm"}, default=None
@@ -356,7 +359,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         min_history: int = 1,
         ewm_alpha: float = 0.3,
         level_shrinkage: tuple[float, ...] = (),
-        level_memories: tuple[float, ...] = (),
+        level_memories: tuple[float, ...] = (0.1,),
+        level_choice: str = "coarse",
         heavy_targets: tuple[str, ...] = ("dist",),
         schema: str | None = None,
     ):
@@ -366,6 +370,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.ewm_alpha = ewm_alpha
         self.level_shrinkage = level_shrinkage
         self.level_memories = level_memories
+        self.level_choice = level_choice
         self.heavy_targets = heavy_targets
         self.schema = schema
 
@@ -382,6 +387,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             raise ValueError(f"ewm_alpha must be in (0, 1], got {self.ewm_alpha!r}")
         _check_numbers("level_shrinkage", self.level_shrinkage, "positive numbers", lambda k: k > 0)
         _check_numbers("level_memories", self.level_memories, "weights in (0, 1]", lambda a: 0 < a <= 1)
+        if self.level_choice not in LEVELS:
+            raise ValueError(f"level_choice must be one of {LEVELS}, got {self.level_choice!r}")
         if isinstance(self.heavy_targets, str) or not isinstance(self.heavy_targets, Iterable) \
                 or not all(isinstance(t, str) for t in self.heavy_targets):
             raise ValueError(
@@ -647,7 +654,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         codes, numeric = self._level_inputs(parsed)
         sized = {col: (c, len(self.vocabularies_[col])) for col, c in codes.items()}
         self.level_ = JobLevel(self.ewm_alpha, self.min_history, tuple(float(k) for k in self.level_shrinkage),
-                               tuple(float(a) for a in self.level_memories))
+                               tuple(float(a) for a in self.level_memories), self.level_choice)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)
         return np.exp(self.level_.fit(parsed.keys.levels(), parsed.keys.ns, sized,

@@ -559,14 +559,15 @@ def test_static_level_recovers_additive_effects_whatever_the_row_order():
 
 
 def _level_errors(spread: float, n_groups: int, per_group: int, shrinkage=(1.0, 3.0, 10.0, 30.0),
-                  memories=(), walk=0.0):
+                  memories=(), walk=0.0, choose_within="global", level_out=None):
     """Fit a :class:`JobLevel` on groups whose true levels are ``spread`` apart (peaks with log
     noise 0.3, the groups' jobs interleaved in time; each level takes a random step of standard
-    deviation ``walk`` at each of its jobs); its root mean square error from the truth on the later
-    fifth of the jobs, and the candidate it keeps."""
+    deviation ``walk`` (one per group, or one for all) at each of its jobs; ten fine groups make a
+    coarse one); its root mean square error from the truth on the later fifth of the jobs, and the
+    candidate it keeps (appended to ``level_out`` when given)."""
     rng = np.random.default_rng(0)
     fine = np.tile(np.arange(n_groups), per_group)
-    steps = rng.normal(0.0, walk, (per_group, n_groups)).cumsum(axis=0).ravel()
+    steps = (rng.normal(0.0, 1.0, (per_group, n_groups)) * walk).cumsum(axis=0).ravel()
     truth = 2.0 + rng.normal(0.0, spread, n_groups)[fine] + steps
     log_peaks = truth + rng.normal(0.0, 0.3, fine.size)
     groups = {"fine": (fine, list(range(n_groups))), "coarse": (fine // 10, list(range(n_groups // 10))),
@@ -577,7 +578,9 @@ def _level_errors(spread: float, n_groups: int, per_group: int, shrinkage=(1.0, 
     def rows(r):
         return {level: (codes[r], keys) for level, (codes, keys) in groups.items()}
 
-    level = JobLevel(alpha=0.3, shrinkage=shrinkage, memories=memories)
+    level = JobLevel(alpha=0.3, shrinkage=shrinkage, memories=memories, choose_within=choose_within)
+    if level_out is not None:
+        level_out.append(level)
     level.fit(rows(slice(0, cut)), ns[:cut], {}, {}, log_peaks[:cut])
     later = slice(cut, None)
     predicted = level.transform(rows(later), ns[later], {}, {}, log_peaks[later])
@@ -605,6 +608,29 @@ def test_job_level_keeps_a_longer_memory_where_levels_stay():
     assert kept == "fine"
 
 
+def test_job_level_chooses_the_memory_of_each_coarse_group():
+    """In one coarse group the levels stay, in the other they take random steps: chosen within
+    each coarse group, the first keeps the longer memory and the second the short one, and the
+    levels err less than with one choice for all jobs."""
+    walk = np.where(np.arange(20) < 10, 0.0, 0.1)
+    kept = []
+    within, _ = _level_errors(spread=1.0, n_groups=20, per_group=60, shrinkage=(), memories=(0.05,),
+                              walk=walk, choose_within="coarse", level_out=kept)
+    pooled, _ = _level_errors(spread=1.0, n_groups=20, per_group=60, shrinkage=(), memories=(0.05,),
+                              walk=walk)
+    choice = kept[0].choice_
+    least = {key: kept[0].candidates_[int(np.argmin(choice.errors[row]))] for key, row in choice.index.items()}
+    assert least == {0: "fine@0.05", 1: "fine"}
+    assert within < 0.9 * pooled  # 0.155 against 0.181
+
+
+def test_job_level_refuses_an_unknown_grouping_to_choose_within():
+    with pytest.raises(ValueError, match="choose_within"):
+        _level_errors(spread=1.0, n_groups=20, per_group=5, choose_within="component")
+    with pytest.raises(ValueError, match="level_choice"):
+        ModelPreprocessor(level_choice="component").fit(generate_telemetry(300, seed=0))
+
+
 def test_job_level_keeps_each_groups_own_level_when_groups_differ():
     """Groups far apart with many peaks each keep their own (unshrunk) mean."""
     error, kept = _level_errors(spread=1.0, n_groups=20, per_group=60)
@@ -614,10 +640,10 @@ def test_job_level_keeps_each_groups_own_level_when_groups_differ():
 
 def test_level_candidates_follow_the_parameters():
     """``level_shrinkage`` and ``level_memories`` give the preprocessor's level its candidates: by
-    default the three groupings with ``ewm_alpha`` alone, none shrunk."""
+    default the three groupings with ``ewm_alpha`` and with weight 0.1, none shrunk."""
     df = generate_telemetry(1500, seed=2)
-    assert ModelPreprocessor().fit(df).level_.candidates_ == ("fine", "coarse", "global")
-    assert ModelPreprocessor(level_memories=(0.1,)).fit(df).level_.candidates_ == (
+    assert ModelPreprocessor(level_memories=()).fit(df).level_.candidates_ == ("fine", "coarse", "global")
+    assert ModelPreprocessor().fit(df).level_.candidates_ == (
         "fine", "coarse", "global", "fine@0.1", "coarse@0.1", "global@0.1")
     shrunk = ModelPreprocessor(level_shrinkage=(3,), level_memories=()).fit(df)
     assert shrunk.level_.candidates_ == ("fine", "coarse", "global", "shrunk_3")

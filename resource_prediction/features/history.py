@@ -153,12 +153,17 @@ class _Rows(NamedTuple):
     n_valid: np.ndarray  # known peaks per group
     valid_start: np.ndarray  # known peaks of the batch before each group's first row
     c: np.ndarray  # known peaks of the same group before each sorted row
+    row_valid_start: np.ndarray  # valid_start of each sorted row's group
+    before: np.ndarray  # known peaks of the batch before each sorted row
 
 
 def _sort_by_group(codes: np.ndarray, peaks: np.ndarray, n_keys: int) -> _Rows:
     """Sort rows by group and count, per row, the known peaks of its group before it."""
     # Stable sort keeps time order within a group; 16-bit codes let numpy use a radix sort.
-    perm = np.argsort(codes.astype(np.uint16) if n_keys <= 65536 else codes, kind="stable")
+    if n_keys <= 1:
+        perm = np.arange(codes.size)
+    else:
+        perm = np.argsort(codes.astype(np.uint16) if n_keys <= 65536 else codes, kind="stable")
     g = codes[perm]
     x = peaks[perm]
     valid = ~np.isnan(x)
@@ -167,8 +172,10 @@ def _sort_by_group(codes: np.ndarray, peaks: np.ndarray, n_keys: int) -> _Rows:
     np.cumsum(np.bincount(g, minlength=n_keys)[:-1], out=row_start[1:])
     cum_valid = np.cumsum(valid) - valid  # valid rows before each sorted row
     valid_start = cum_valid[row_start]
-    c = cum_valid - valid_start[g]
-    return _Rows(perm, g, x, valid, np.flatnonzero(valid), n_valid, valid_start, c)
+    row_valid_start = valid_start[g]
+    c = cum_valid - row_valid_start
+    return _Rows(perm, g, x, valid, np.flatnonzero(valid), n_valid, valid_start, c, row_valid_start,
+                 cum_valid)
 
 
 class _EwmLevel:
@@ -191,12 +198,28 @@ class _EwmLevel:
         underflow = 2 if self.r <= 0 else int(np.ceil(-1080 / np.log2(self.r))) + 2
         size = min(int(rows.n_valid.max(initial=0)), underflow) + 1
         self.powers = self.r ** np.arange(size, dtype=float)
+        self.capped = size <= int(rows.n_valid.max(initial=0))  # some k reach past the table
+
+    def at_rows(self, rows: _Rows) -> tuple[np.ndarray, np.ndarray]:
+        """The sums before each sorted row (``gi = rows.g``, ``k = rows.c``), from the positions
+        the sort already holds."""
+        rk = self.powers[np.minimum(rows.c, self.powers.size - 1) if self.capped else rows.c]
+        num = self.filt[rows.before]
+        num -= rk * self.filt[rows.row_valid_start]
+        den = (1.0 - rk) / self.alpha
+        if self.num0.any() or self.den0.any():  # a stored history carries over
+            num += rk * self.num0[rows.g]
+            den += rk * self.den0[rows.g]
+        return num, den
 
     def __call__(self, gi: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rk = self.powers[np.minimum(k, self.powers.size - 1)]
         vs = self.valid_start[gi]
-        num = rk * self.num0[gi] + self.filt[vs + k] - rk * self.filt[vs]
-        den = rk * self.den0[gi] + (1.0 - rk) / self.alpha
+        num = self.filt[vs + k] - rk * self.filt[vs]
+        den = (1.0 - rk) / self.alpha
+        if self.num0.any() or self.den0.any():  # a stored history carries over
+            num += rk * self.num0[gi]
+            den += rk * self.den0[gi]
         return num, den
 
 
@@ -305,7 +328,7 @@ class GroupHistory:
         level = _EwmLevel(self.alpha, rows, state)
         start = base[rows.g] + rows.c  # the LONG slots ending just before the row
         n_avail = np.minimum(np.minimum(state.count, LONG)[rows.g] + rows.c, LONG)
-        stats = peaks_at.stats(start, n_avail, *level(rows.g, rows.c))
+        stats = peaks_at.stats(start, n_avail, *level.at_rows(rows))
         seen_max, group_max = _running_max(rows.g, np.where(rows.valid, rows.x, -np.inf), state.peak_max)
         out = _in_row_order(rows, state, stats, seen_max, out_index)
         if commit:
@@ -410,16 +433,22 @@ class MeanHistory:
                commit: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Mean and count of each row's group before the row (rows in time order; NaN values add
         nothing); ``commit`` stores the rows' values."""
-        if codes.size == 0:
-            return np.empty(0), np.empty(0)
+        return replay_means([self], codes, keys, values, commit=commit)[0]
+
+    def _replay_sorted(self, rows: _Rows, keys: Sequence[Hashable], dest: np.ndarray,
+                       count: np.ndarray | None, *, commit: bool) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`replay` of sorted ``rows`` written to positions ``dest``; ``count``: the rows'
+        counts when already known (another history of the same groups)."""
         state = self._state_of(keys)
-        rows = _sort_by_group(codes, values, len(keys))
         level = _EwmLevel(self.alpha, rows, state)
-        num, den = level(rows.g, rows.c)
-        mean, count = np.empty(codes.size), np.empty(codes.size)
+        num, den = level.at_rows(rows)
+        mean = np.empty(rows.perm.size)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean[rows.perm] = np.where(den > 0, num / den, np.nan)
-        count[rows.perm] = state.count[rows.g] + rows.c
+            num /= den  # den > 0 but for groups without values, whose 0 / 0 is NaN
+        mean[dest] = num
+        if count is None:
+            count = np.empty(rows.perm.size)
+            count[dest] = state.count[rows.g] + rows.c if state.count.any() else rows.c
         if commit:
             num, den = level(np.arange(len(keys)), rows.n_valid)
             total = state.count + rows.n_valid
@@ -433,3 +462,19 @@ class MeanHistory:
             self.num = np.concatenate([self.num, num[new]])
             self.den = np.concatenate([self.den, den[new]])
         return mean, count
+
+
+def replay_means(histories: Sequence[MeanHistory], codes: np.ndarray, keys: Sequence[Hashable],
+                 values: np.ndarray, *, commit: bool = False,
+                 out_index: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:meth:`MeanHistory.replay` of several histories of the same groups (the rows sorted once);
+    the ``i``-th row's mean and count go to position ``out_index[i]`` (default ``i``)."""
+    if codes.size == 0:
+        return [(np.empty(0), np.empty(0)) for _ in histories]
+    rows = _sort_by_group(codes, values, len(keys))
+    dest = rows.perm if out_index is None else out_index[rows.perm]
+    out, count = [], None
+    for history in histories:  # the same groups: the same counts
+        mean, count = history._replay_sorted(rows, keys, dest, count, commit=commit)
+        out.append((mean, count))
+    return out

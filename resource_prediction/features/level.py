@@ -21,7 +21,7 @@ from collections.abc import Hashable
 import numpy as np
 from scipy import sparse
 
-from resource_prediction.features.history import MeanHistory
+from resource_prediction.features.history import MeanHistory, replay_means
 
 __all__ = ["LEVEL_FIT_ROWS", "LEVEL_REFITS", "LEVELS", "MARGIN", "JobLevel", "StaticLevel", "effective_count"]
 
@@ -31,7 +31,7 @@ LEVELS: tuple[str, ...] = ("fine", "coarse", "global")
 #: job's static level comes from the jobs before its block only (none before the first share).
 LEVEL_REFITS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
 #: The static level is fitted on at most this many jobs (evenly spaced in time).
-LEVEL_FIT_ROWS = 100_000
+LEVEL_FIT_ROWS = 50_000
 
 #: Group codes of each row and the distinct keys they index, per grouping of :data:`LEVELS`.
 Groups = dict[str, tuple[np.ndarray, list[Hashable]]]
@@ -163,7 +163,10 @@ class JobLevel:
     error) on the jobs before it: with the configuration priced by the static level, a coarse group
     of many jobs can beat a fine one of few (generated build data: 0.095 against 0.152 from the
     true log-mean), and where the groups' levels move slowly a longer memory beats a short one
-    (0.060 against 0.095 with the coarse group's mean over about 19 peaks instead of 6).
+    (0.060 against 0.095 with the coarse group's mean over about 19 peaks instead of 6). The
+    errors that choose are counted within each group of ``choose_within`` (plus ``choice_prior``
+    jobs' worth of the mean error of all jobs): one component's level may move slowly, another's
+    step, and each keeps the memory and grouping that served its own jobs.
 
     Parameters
     ----------
@@ -188,6 +191,12 @@ class JobLevel:
         as a feature, scored worse with it (eager 107.9 against 96.8, iwd 84.7 against 75.2,
         methylseq 204.5 against 167.2), and preprocessing a million jobs took 8.1 s against 4.5 s.
         So the default has none.
+    choose_within : {"global", "coarse", "fine"}
+        Grouping within which the candidates' errors are counted to choose each job's candidate;
+        ``"global"``: one choice for all jobs.
+    choice_prior : float
+        Jobs' worth of the mean error of all jobs added to a group's own errors (a group of few
+        jobs keeps the overall choice).
 
     Attributes
     ----------
@@ -199,15 +208,20 @@ class JobLevel:
         The candidates: the groupings of :data:`LEVELS`, then ``"shrunk_<k>"`` per prior strength;
         then the same names followed by ``"@<weight>"`` per weight of ``memories``.
     errors_ : ndarray of shape (n_candidates,)
-        Squared errors so far of each candidate's level.
+        Squared errors so far of each candidate's level, over all jobs.
+    choice_ : _Choice
+        Per group of ``choose_within``, the candidates' squared errors so far and its jobs.
     """
 
     def __init__(self, alpha: float, min_history: int = 1, shrinkage: tuple[float, ...] = (),
-                 memories: tuple[float, ...] = ()):
+                 memories: tuple[float, ...] = (), choose_within: str = "global",
+                 choice_prior: float = 20.0):
         self.alpha = alpha
         self.min_history = min_history
         self.shrinkage = shrinkage
         self.memories = memories
+        self.choose_within = choose_within
+        self.choice_prior = choice_prior
 
     def fit(self, groups: Groups, ns: np.ndarray, codes: dict[str, tuple[np.ndarray, int]],
             numeric: dict[str, np.ndarray], log_peaks: np.ndarray) -> np.ndarray:
@@ -216,7 +230,8 @@ class JobLevel:
         The static level is refitted after each share of :data:`LEVEL_REFITS` of the jobs (in
         time, ``ns``): the jobs of a block see the static level of the jobs before the block (none
         in the first block) and the residual history recomputed with it, so no training job's
-        level depends on its own peak or a later one. The state kept for later jobs uses the
+        level depends on its own peak or a later one. The candidates' errors that choose are
+        those each job's level made in its block (but the first). The histories kept for later jobs use the
         static level of every job.
         """
         n = log_peaks.size
@@ -225,7 +240,8 @@ class JobLevel:
         names = (*LEVELS, *(f"shrunk_{k:g}" for k in self.shrinkage))
         self.candidates_ = tuple(name if i == 0 else f"{name}@{alpha:g}"
                                  for i, alpha in enumerate(self._alphas()) for name in names)
-        no_errors = np.zeros(len(self.candidates_))
+        if self.choose_within not in LEVELS:
+            raise ValueError(f"choose_within must be one of {LEVELS}, got {self.choose_within!r}")
 
         def fitted(rows: np.ndarray) -> StaticLevel:
             if rows.size > LEVEL_FIT_ROWS:
@@ -235,23 +251,31 @@ class JobLevel:
 
         cuts = [0, *(int(round(share * n)) for share in LEVEL_REFITS), n]
         out = np.zeros(n)
+        # The errors each block's jobs saw choose; the first block's, without a static level, do not.
+        self.choice_ = self._choice()
         for start, end in zip(cuts[:-1], cuts[1:], strict=True):
             if end <= start:
                 continue
             upto = order[:end]  # the block and the jobs before it, in time order
             static = fitted(order[:start]).predict({col: c[upto] for col, c in plain.items()},
                                                    {k: v[upto] for k, v in numeric.items()}, end)
-            fresh = self._histories()
-            value, _ = self._corrected(_subset(groups, upto), ns[upto], static, log_peaks[upto] - static,
-                                       fresh, commit=False, errors_before=no_errors)
+            value = self._corrected(_subset(groups, upto), ns[upto], static, log_peaks[upto] - static,
+                                    self._histories(), self.choice_, commit=False, learn=start > 0,
+                                    first=start)
             out[order[start:end]] = value[start:]
         self.static_ = fitted(order)
         self.histories_ = self._histories()
         static = self.static_.predict(plain, numeric, n)
-        _, errors = self._corrected(groups, ns, static, log_peaks - static, self.histories_,
-                                    commit=True, errors_before=no_errors)
-        self.errors_ = errors.sum(axis=1)
+        self._corrected(groups, ns, static, log_peaks - static, self.histories_, self.choice_,
+                        commit=True, learn=False, first=n)
         return out
+
+    def _choice(self) -> _Choice:
+        return _Choice(len(self.candidates_))
+
+    @property
+    def errors_(self) -> np.ndarray:
+        return self.choice_.errors.sum(axis=0)
 
     def _histories(self) -> dict[tuple[str, float], MeanHistory]:
         return {(level, alpha): MeanHistory(alpha) for alpha in self._alphas() for level in LEVELS}
@@ -263,60 +287,115 @@ class JobLevel:
         the earlier ones; ``commit`` keeps them), without them what the stored history shows."""
         static = self.static_.predict(codes, numeric, ns.size)
         residuals = None if log_peaks is None else log_peaks - static
-        value, errors = self._corrected(groups, ns, static, residuals, self.histories_,
-                                        commit=commit, errors_before=self.errors_)
-        if commit and errors is not None:
-            self.errors_ = self.errors_ + errors.sum(axis=1)
-        return value
+        return self._corrected(groups, ns, static, residuals, self.histories_, self.choice_,
+                               commit=commit, learn=commit)
 
     def _alphas(self) -> tuple[float, ...]:
         """The EWM weights of the candidates: ``alpha`` first, then ``memories``."""
         return tuple(dict.fromkeys((float(self.alpha), *(float(a) for a in self.memories))))
 
     def _table(self, groups: Groups, order: np.ndarray, residuals: np.ndarray | None,
-               histories: dict[tuple[str, float], MeanHistory], alpha: float, *, commit: bool) -> list:
-        """The candidates' corrections of one EWM weight: each grouping's (falling back to the
+               histories: dict[tuple[str, float], MeanHistory], *, commit: bool) -> np.ndarray:
+        """The candidates' corrections, per EWM weight: each grouping's (falling back to the
         coarser ones), then the shrunk ones."""
-        n = order.size
-        corrections, correction = {}, np.zeros(n)
-        shrunk = np.zeros((len(self.shrinkage), n))
+        n, alphas = order.size, self._alphas()
+        names = len(LEVELS) + len(self.shrinkage)
+        table = np.empty((names * len(alphas), n))
+        correction = np.zeros((len(alphas), n))
+        shrunk = np.zeros((len(alphas), len(self.shrinkage), n))
         prior = np.asarray(self.shrinkage, dtype=float)[:, None]
         for level in reversed(LEVELS):
             codes, keys = groups[level]
             if residuals is None:
-                mean, count = histories[level, alpha].current(codes, keys)
+                got = [histories[level, alpha].current(codes, keys) for alpha in alphas]
             else:
-                mean, count = np.empty(n), np.empty(n)
-                mean[order], count[order] = histories[level, alpha].replay(
-                    codes[order], keys, residuals[order], commit=commit)
-            found = count >= (self.min_history if level == "fine" else 1)
-            mean = np.nan_to_num(mean)
-            correction = np.where(found, mean, correction)
-            corrections[level] = correction
-            if self.shrinkage:
-                weight = effective_count(count, alpha)[None, :]
-                shrunk = np.where(found, (weight * mean + prior * shrunk) / (weight + prior), shrunk)
-        return [*(corrections[level] for level in LEVELS), *shrunk]
+                got = replay_means([histories[level, alpha] for alpha in alphas], codes[order], keys,
+                                   residuals[order], commit=commit, out_index=order)
+            for i, (alpha, (mean, count)) in enumerate(zip(alphas, got, strict=True)):
+                found = count >= (self.min_history if level == "fine" else 1)  # mean finite there
+                correction[i] = np.where(found, mean, correction[i])
+                table[i * names + LEVELS.index(level)] = correction[i]
+                if self.shrinkage:
+                    weight = effective_count(count, alpha)[None, :]
+                    shrunk[i] = np.where(found, (weight * mean + prior * shrunk[i]) / (weight + prior), shrunk[i])
+        for i in range(len(alphas)):
+            table[i * names + len(LEVELS): (i + 1) * names] = shrunk[i]
+        return table
 
     def _corrected(self, groups: Groups, ns: np.ndarray, static: np.ndarray,
-                   residuals: np.ndarray | None, histories: dict[tuple[str, float], MeanHistory], *,
-                   commit: bool, errors_before: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Static level plus the chosen candidate's correction, and each candidate's squared
-        error on every row (None without residuals)."""
-        n = static.size
+                   residuals: np.ndarray | None, histories: dict[tuple[str, float], MeanHistory],
+                   choice: _Choice, *, commit: bool, learn: bool, first: int = 0) -> np.ndarray:
+        """Static level plus each row's chosen candidate's correction. With residuals (a replay in
+        time order) each row's choice also sees the errors of the rows before it; the ``first``
+        rows in time only replay into the histories (their values are not computed). ``commit``
+        keeps the rows in ``histories``, ``learn`` adds the computed rows' errors to ``choice``."""
         order = np.argsort(ns, kind="stable")
-        table = np.vstack([row for alpha in self._alphas()
-                           for row in self._table(groups, order, residuals, histories, alpha, commit=commit)])
+        table = self._table(groups, order, residuals, histories, commit=commit)
+        codes, keys = groups[self.choose_within]
+        value = static.copy()
+        total, total_jobs = choice.errors.sum(axis=0)[:, None], choice.jobs.sum()
         if residuals is None:
-            chosen = np.full(n, _finest_least(errors_before[:, None])[0])
-            return static + table[chosen, np.arange(n)], None
-        errors = np.nan_to_num((residuals[None, :] - table) ** 2)
-        so_far = np.zeros((table.shape[0], n))  # errors of the rows before each row, in time order
-        np.cumsum(errors[:, order[:-1]], axis=1, out=so_far[:, 1:])
-        so_far += errors_before[:, None]
-        chosen = np.empty(n, dtype=np.intp)
-        chosen[order] = _finest_least(so_far)
-        return static + table[chosen, np.arange(n)], errors
+            scores = choice.of(keys)[codes].T + self._prior(total, np.full(codes.size, total_jobs))
+            return value + table[_finest_least(scores), np.arange(codes.size)]
+        tail = order[first:]
+        if not tail.size:
+            return value
+        errors = np.square(residuals[tail] - table[:, tail])
+        known = ~np.isnan(residuals[tail])
+        np.copyto(errors, 0.0, where=~known)  # jobs without a peak tell nothing
+        # Each row's errors so far: all jobs', and its own group's (rows sorted by group, in time).
+        before = np.cumsum(errors, axis=1)
+        before -= errors
+        before += total
+        by_group = np.argsort(codes[tail], kind="stable")
+        sorted_codes = codes[tail][by_group]
+        starts = np.searchsorted(sorted_codes, sorted_codes, side="left")
+        grouped = errors[:, by_group]
+        group_before = np.cumsum(grouped, axis=1)
+        group_before -= grouped
+        group_before -= group_before[:, starts]
+        group_before += choice.of(keys)[sorted_codes].T
+        scores = self._prior(before, np.cumsum(known) - known + total_jobs)
+        scores[:, by_group] += group_before
+        value[tail] += table[_finest_least(scores), tail]
+        if learn:
+            choice.add(keys, codes[tail][known], errors[:, known])
+        return value
+
+    def _prior(self, errors: np.ndarray, jobs: np.ndarray) -> np.ndarray:
+        """``choice_prior`` jobs' worth of the mean error of ``jobs`` jobs (``errors``: their sum)."""
+        return errors * (float(self.choice_prior) / np.maximum(jobs, 1.0))
+
+
+class _Choice:
+    """Per group, each candidate's squared errors so far and the group's jobs with a peak (new
+    groups: 0)."""
+
+    def __init__(self, n_candidates: int):
+        self.index: dict[Hashable, int] = {}
+        self.errors = np.zeros((0, n_candidates))
+        self.jobs = np.zeros(0)
+
+    def of(self, keys: list[Hashable]) -> np.ndarray:
+        """Errors so far of ``keys`` (n_keys, n_candidates)."""
+        rows = np.fromiter((self.index.get(k, -1) for k in keys), dtype=np.intp, count=len(keys))
+        errors = np.zeros((len(keys), self.errors.shape[1]))
+        errors[rows >= 0] = self.errors[rows[rows >= 0]]
+        return errors
+
+    def add(self, keys: list[Hashable], codes: np.ndarray, errors: np.ndarray) -> None:
+        """Add each row's ``errors`` (n_candidates, n_rows) to its group's."""
+        for key in keys:
+            if key not in self.index:
+                self.index[key] = len(self.index)
+        rows = np.fromiter((self.index[k] for k in keys), dtype=np.intp, count=len(keys))
+        grown = len(self.index) - self.jobs.size
+        self.errors = np.vstack([self.errors, np.zeros((grown, self.errors.shape[1]))])
+        self.jobs = np.r_[self.jobs, np.zeros(grown)]
+        used = np.bincount(codes, minlength=len(keys))
+        self.jobs[rows] += used
+        for c in range(errors.shape[0]):
+            self.errors[rows, c] += np.bincount(codes, weights=errors[c], minlength=len(keys))
 
 
 def _finest_least(errors: np.ndarray) -> np.ndarray:
