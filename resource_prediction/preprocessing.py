@@ -309,7 +309,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         features.level.JobLevel`'s ``memories``; the first weight is ``ewm_alpha``); empty: none.
     level_choice : {"global", "coarse", "fine"}, default="global"
         Grouping within which ``hist_grp_level`` chooses among its candidates (:class:`~resource_
-        prediction.features.level.JobLevel`'s ``choose_within``).
+        prediction.features.level.JobLevel`'s ``choose_within``); ``"global"``: one choice for all.
     heavy_targets : tuple of str, default=("dist",)
         Targets that count as heavy (packaging the whole product).
     schema : {None, "build", "nextflow", "slurm"}, default=None
@@ -359,8 +359,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         min_history: int = 1,
         ewm_alpha: float = 0.3,
         level_shrinkage: tuple[float, ...] = (),
-        level_memories: tuple[float, ...] = (0.1,),
-        level_choice: str = "coarse",
+        level_memories: tuple[float, ...] = (),
+        level_choice: str = "global",
         heavy_targets: tuple[str, ...] = ("dist",),
         schema: str | None = None,
     ):

@@ -14,7 +14,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from resource_prediction.data import save_telemetry
-from resource_prediction.features.level import JobLevel, StaticLevel
+from resource_prediction.features.history import MeanHistory, replay_means
+from resource_prediction.features.level import LEVEL_REFITS, JobLevel, StaticLevel
 from resource_prediction.features.raw import SMALL_FRAME, UNKNOWN
 from resource_prediction.preprocessing import (
     CATEGORICAL_FEATURES,
@@ -624,6 +625,39 @@ def test_job_level_chooses_the_memory_of_each_coarse_group():
     assert within < 0.9 * pooled  # 0.155 against 0.181
 
 
+def test_job_level_chooses_by_the_errors_of_the_levels_the_jobs_saw():
+    """The errors that choose are those of the levels ``fit`` returns (each job's, causal), after
+    the first block, which has no static level: with one group, every candidate's errors are the
+    squared distances of those levels from the peaks."""
+    rng = np.random.default_rng(0)
+    n = 400
+    log_peaks = 1.0 + 0.01 * np.arange(n) + rng.normal(0.0, 0.2, n)
+    one = np.zeros(n, dtype=np.intp)
+    groups = {level: (one, ["all"]) for level in ("fine", "coarse", "global")}
+    level = JobLevel(alpha=0.3)
+    out = level.fit(groups, np.arange(n), {}, {}, log_peaks)
+    after_first = slice(int(round(LEVEL_REFITS[0] * n)), None)
+    expected = np.sum((out[after_first] - log_peaks[after_first]) ** 2)
+    np.testing.assert_allclose(level.errors_, expected, rtol=1e-9)
+
+
+def test_mean_histories_replayed_together_equal_each_replayed_alone():
+    """``replay_means`` sorts the rows once for several memories of the same groups: each result,
+    and each stored state after ``commit``, is that of replaying the history alone."""
+    rng = np.random.default_rng(1)
+    codes, values = rng.integers(0, 5, 300), rng.normal(size=300)
+    values[::7] = np.nan
+    keys = list("abcde")
+    together = [MeanHistory(0.3), MeanHistory(0.1)]
+    got = replay_means(together, codes[:200], keys, values[:200], commit=True)
+    for history, (mean, count) in zip(together, got, strict=True):
+        alone = MeanHistory(history.alpha)
+        np.testing.assert_allclose(np.c_[mean, count], np.c_[alone.replay(codes[:200], keys, values[:200],
+                                                                           commit=True)], rtol=1e-12)
+        np.testing.assert_allclose(history.replay(codes[200:], keys, values[200:]),
+                                   alone.replay(codes[200:], keys, values[200:]), rtol=1e-12)
+
+
 def test_job_level_refuses_an_unknown_grouping_to_choose_within():
     with pytest.raises(ValueError, match="choose_within"):
         _level_errors(spread=1.0, n_groups=20, per_group=5, choose_within="component")
@@ -640,11 +674,12 @@ def test_job_level_keeps_each_groups_own_level_when_groups_differ():
 
 def test_level_candidates_follow_the_parameters():
     """``level_shrinkage`` and ``level_memories`` give the preprocessor's level its candidates: by
-    default the three groupings with ``ewm_alpha`` and with weight 0.1, none shrunk."""
+    default the three groupings with ``ewm_alpha`` alone, none shrunk."""
     df = generate_telemetry(1500, seed=2)
-    assert ModelPreprocessor(level_memories=()).fit(df).level_.candidates_ == ("fine", "coarse", "global")
-    assert ModelPreprocessor().fit(df).level_.candidates_ == (
-        "fine", "coarse", "global", "fine@0.1", "coarse@0.1", "global@0.1")
+    assert ModelPreprocessor().fit(df).level_.candidates_ == ("fine", "coarse", "global")
+    within = ModelPreprocessor(level_memories=(0.1,), level_choice="coarse").fit(df).level_
+    assert within.candidates_ == ("fine", "coarse", "global", "fine@0.1", "coarse@0.1", "global@0.1")
+    assert within.choose_within == "coarse" and len(within.choice_.index) > 1
     shrunk = ModelPreprocessor(level_shrinkage=(3,), level_memories=()).fit(df)
     assert shrunk.level_.candidates_ == ("fine", "coarse", "global", "shrunk_3")
     level = shrunk.transform(df.iloc[-200:])["hist_grp_level"]

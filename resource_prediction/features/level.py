@@ -182,18 +182,20 @@ class JobLevel:
         choices cost more than they gain (1.14 to 1.16, 1.106 to 1.117; seeds 0-2), so the default
         has none.
     memories : tuple of float
-        EWM weights of the longer-memory candidates (``alpha`` is the first weight). Measured with
-        the cost-aware model (expected cost against the oracle's, default hyper-parameters, seeds
-        0-2): ``(0.1,)`` against none, default data 1.058 against 1.092 times the oracle, new
-        components 1.070 against 1.106, workflow phases 1.227 against 1.285, heavy tails 1.064
-        against 1.086, strong drift 1.141 against 1.140, 2,000 jobs (sixteen seeds) 1.247 against
-        1.259. But on the three real Nextflow traces the quantile ensemble, which reads the level
-        as a feature, scored worse with it (eager 107.9 against 96.8, iwd 84.7 against 75.2,
-        methylseq 204.5 against 167.2), and preprocessing a million jobs took 8.1 s against 4.5 s.
-        So the default has none.
+        EWM weights of the longer-memory candidates (``alpha`` is the first weight); empty: none.
+        With ``choose_within="coarse"``, ``(0.1,)`` (about 19 peaks against 6) lowered the
+        cost-aware model's expected cost against the oracle's on every generated scenario (default
+        hyper-parameters, seeds 0-2): default data 1.066 against 1.094, new components 1.072 against
+        1.103, workflow phases 1.209 against 1.263, heavy tails 1.055 against 1.078, strong drift
+        1.137 against 1.140, 2,000 jobs (sixteen seeds) 1.225 against 1.229. But on the real traces'
+        cold-start draws where the trees compete it made the model worse (iwd 87.2 against 77.2,
+        methylseq 102.4 against 92.4 and 115.3 against 90.4), so the preprocessor's default has
+        none (``book/features.md``).
     choose_within : {"global", "coarse", "fine"}
         Grouping within which the candidates' errors are counted to choose each job's candidate;
-        ``"global"``: one choice for all jobs.
+        ``"global"``: one choice for all jobs. With the longer memory, the coarse group chose better
+        than all jobs (2,000 jobs 1.225 against 1.247; strong drift 1.137 against 1.141) and than
+        the fine group (1.249; default data 1.074), whose few jobs cannot tell candidates apart.
     choice_prior : float
         Jobs' worth of the mean error of all jobs added to a group's own errors (a group of few
         jobs keeps the overall choice).
@@ -231,8 +233,8 @@ class JobLevel:
         time, ``ns``): the jobs of a block see the static level of the jobs before the block (none
         in the first block) and the residual history recomputed with it, so no training job's
         level depends on its own peak or a later one. The candidates' errors that choose are
-        those each job's level made in its block (but the first). The histories kept for later jobs use the
-        static level of every job.
+        those each job's level made in its block (but the first, which has no static level). The
+        histories kept for later jobs use the static level of every job.
         """
         n = log_peaks.size
         order = np.argsort(ns, kind="stable")
@@ -251,7 +253,6 @@ class JobLevel:
 
         cuts = [0, *(int(round(share * n)) for share in LEVEL_REFITS), n]
         out = np.zeros(n)
-        # The errors each block's jobs saw choose; the first block's, without a static level, do not.
         self.choice_ = self._choice()
         for start, end in zip(cuts[:-1], cuts[1:], strict=True):
             if end <= start:
