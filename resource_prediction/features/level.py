@@ -391,10 +391,10 @@ class _Choice:
                 self.index[key] = len(self.index)
         rows = np.fromiter((self.index[k] for k in keys), dtype=np.intp, count=len(keys))
         grown = len(self.index) - self.jobs.size
-        self.errors = np.vstack([self.errors, np.zeros((grown, self.errors.shape[1]))])
-        self.jobs = np.r_[self.jobs, np.zeros(grown)]
-        used = np.bincount(codes, minlength=len(keys))
-        self.jobs[rows] += used
+        if grown:  # new groups start at zero
+            self.errors = np.vstack([self.errors, np.zeros((grown, self.errors.shape[1]))])
+            self.jobs = np.r_[self.jobs, np.zeros(grown)]
+        self.jobs[rows] += np.bincount(codes, minlength=len(keys))
         for c in range(errors.shape[0]):
             self.errors[rows, c] += np.bincount(codes, weights=errors[c], minlength=len(keys))
 
