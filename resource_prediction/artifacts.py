@@ -62,8 +62,8 @@ __all__ = [
 #: lack the parameters). 6.0: the cost-aware model chooses its boosting rounds (``round_grid``;
 #: 5.x models lack it). 7.0: the job-adjusted level has longer-memory candidates and may shrink a
 #: group's mean towards its parent's (``JobLevel.memories``, ``shrinkage``; 6.x preprocessors lack
-#: them). 8.0: the job-adjusted level chooses its candidate within each coarse group
-#: (``JobLevel.choice_``; 7.x levels keep one choice for all jobs).
+#: them). 8.0: the job-adjusted level keeps the errors that choose its candidates per group, as the
+#: jobs saw them (``JobLevel.choice_``, ``choose_within``; 7.x levels lack both).
 FORMAT_VERSION = "8.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20

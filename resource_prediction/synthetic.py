@@ -593,14 +593,19 @@ def oracle_allocation(df: pd.DataFrame, penalty: float = DEFAULT_PENALTY) -> np.
     small jobs than for large ones (see :mod:`resource_prediction.allocation`). No model can do better on
     average: the oracle's holdout score is the physical limit.
     """
+    unit_cost, truth = _priced(df, penalty, "oracle_allocation")
+    return optimal_allocation_lognormal_mixture(*truth, unit_cost)
+
+
+def _priced(df: pd.DataFrame, penalty: float, caller: str) -> tuple[float, list[np.ndarray]]:
+    """The unit failure cost of ``df``'s jobs (from their expected mean peak) and its truth columns."""
     if not has_truth(df):
         raise ValueError(
-            "oracle_allocation needs the truth columns " + ", ".join(TRUTH_COLUMNS)
+            f"{caller} needs the truth columns " + ", ".join(TRUTH_COLUMNS)
             + "; generate the data with generate_telemetry(..., with_truth=True)"
         )
     unit_cost = unit_failure_cost(float(expected_peak_gb(df).mean()), penalty)
-    mu, sigma, p, mu_o, sigma_o = (df[c].to_numpy(dtype=float) for c in TRUTH_COLUMNS)
-    return optimal_allocation_lognormal_mixture(mu, sigma, p, mu_o, sigma_o, unit_cost)
+    return unit_cost, [df[c].to_numpy(dtype=float) for c in TRUTH_COLUMNS]
 
 
 def expected_cost_ratio(allocation, df: pd.DataFrame, penalty: float = DEFAULT_PENALTY) -> float:
@@ -619,11 +624,10 @@ def expected_cost_ratio(allocation, df: pd.DataFrame, penalty: float = DEFAULT_P
     >>> bool(expected_cost_ratio(1.5 * oracle_allocation(df), df) > 1.0)
     True
     """
-    oracle = oracle_allocation(df, penalty)
+    unit_cost, truth = _priced(df, penalty, "expected_cost_ratio")
+    oracle = optimal_allocation_lognormal_mixture(*truth, unit_cost)
     allocation = np.asarray(allocation, dtype=float)
     if allocation.shape != oracle.shape:
         raise ValueError(f"expected one allocation per row ({oracle.size}), got shape {allocation.shape}")
-    unit_cost = unit_failure_cost(float(expected_peak_gb(df).mean()), penalty)
-    truth = [df[c].to_numpy(dtype=float) for c in TRUTH_COLUMNS]
     return float(expected_job_cost(allocation, unit_cost, *truth).sum()
                  / expected_job_cost(oracle, unit_cost, *truth).sum())

@@ -189,6 +189,7 @@ class _EwmLevel:
     def __init__(self, alpha: float, rows: _Rows, state: _State):
         self.alpha, self.r = alpha, 1.0 - alpha
         self.valid_start, self.num0, self.den0 = rows.valid_start, state.num, state.den
+        self.carry = bool(state.num.any() or state.den.any())
         self.filt = np.zeros(rows.vrows.size + 1)
         if rows.vrows.size:
             from scipy.signal import lfilter
@@ -204,20 +205,19 @@ class _EwmLevel:
         """The sums before each sorted row (``gi = rows.g``, ``k = rows.c``), from the positions
         the sort already holds."""
         rk = self.powers[np.minimum(rows.c, self.powers.size - 1) if self.capped else rows.c]
-        num = self.filt[rows.before]
-        num -= rk * self.filt[rows.row_valid_start]
-        den = (1.0 - rk) / self.alpha
-        if self.num0.any() or self.den0.any():  # a stored history carries over
-            num += rk * self.num0[rows.g]
-            den += rk * self.den0[rows.g]
-        return num, den
+        return self._sums(rk, self.filt[rows.before], self.filt[rows.row_valid_start], rows.g)
 
     def __call__(self, gi: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rk = self.powers[np.minimum(k, self.powers.size - 1)]
         vs = self.valid_start[gi]
-        num = self.filt[vs + k] - rk * self.filt[vs]
+        return self._sums(rk, self.filt[vs + k], self.filt[vs], gi)
+
+    def _sums(self, rk: np.ndarray, upto: np.ndarray, start: np.ndarray,
+              gi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``num`` and ``den`` from the filter at the row (``upto``) and at its group's start."""
+        num = upto - rk * start
         den = (1.0 - rk) / self.alpha
-        if self.num0.any() or self.den0.any():  # a stored history carries over
+        if self.carry:  # a stored history carries over
             num += rk * self.num0[gi]
             den += rk * self.den0[gi]
         return num, den

@@ -212,7 +212,7 @@ class JobLevel:
     errors_ : ndarray of shape (n_candidates,)
         Squared errors so far of each candidate's level, over all jobs.
     choice_ : _Choice
-        Per group of ``choose_within``, the candidates' squared errors so far and its jobs.
+        Per group of ``choose_within``, the candidates' squared errors so far; the jobs behind them.
     """
 
     def __init__(self, alpha: float, min_history: int = 1, shrinkage: tuple[float, ...] = (),
@@ -334,7 +334,7 @@ class JobLevel:
         table = self._table(groups, order, residuals, histories, commit=commit)
         codes, keys = groups[self.choose_within]
         value = static.copy()
-        total, total_jobs = choice.errors.sum(axis=0)[:, None], choice.jobs.sum()
+        total, total_jobs = choice.errors.sum(axis=0)[:, None], choice.jobs
         if residuals is None:
             scores = choice.of(keys)[codes].T + self._prior(total, np.full(codes.size, total_jobs))
             return value + table[_finest_least(scores), np.arange(codes.size)]
@@ -369,13 +369,13 @@ class JobLevel:
 
 
 class _Choice:
-    """Per group, each candidate's squared errors so far and the group's jobs with a peak (new
-    groups: 0)."""
+    """Per group, each candidate's squared errors so far (new groups: 0); and the jobs with a peak
+    behind them."""
 
     def __init__(self, n_candidates: int):
         self.index: dict[Hashable, int] = {}
         self.errors = np.zeros((0, n_candidates))
-        self.jobs = np.zeros(0)
+        self.jobs = 0  # with a peak, over all groups
 
     def of(self, keys: list[Hashable]) -> np.ndarray:
         """Errors so far of ``keys`` (n_keys, n_candidates)."""
@@ -390,11 +390,10 @@ class _Choice:
             if key not in self.index:
                 self.index[key] = len(self.index)
         rows = np.fromiter((self.index[k] for k in keys), dtype=np.intp, count=len(keys))
-        grown = len(self.index) - self.jobs.size
+        grown = len(self.index) - self.errors.shape[0]
         if grown:  # new groups start at zero
             self.errors = np.vstack([self.errors, np.zeros((grown, self.errors.shape[1]))])
-            self.jobs = np.r_[self.jobs, np.zeros(grown)]
-        self.jobs[rows] += np.bincount(codes, minlength=len(keys))
+        self.jobs += codes.size
         for c in range(errors.shape[0]):
             self.errors[rows, c] += np.bincount(codes, weights=errors[c], minlength=len(keys))
 
