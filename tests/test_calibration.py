@@ -9,7 +9,13 @@ import pytest
 from resource_prediction.data import time_split
 from resource_prediction.metrics import business_score
 from resource_prediction.models import CostAwareRegressor
-from resource_prediction.models.cost_aware import MAX_RATIO, SCALE_MONDRIAN, block_median_score
+from resource_prediction.models.adapters import predict_fast
+from resource_prediction.models.cost_aware import (
+    MAX_RATIO,
+    SCALE_MONDRIAN,
+    SPREAD_MONDRIAN,
+    block_median_score,
+)
 from resource_prediction.models.guard import guard_allocation
 from resource_prediction.preprocessing import ModelPreprocessor
 from resource_prediction.synthetic import generate_telemetry
@@ -200,7 +206,7 @@ def test_auto_keeps_the_candidate_with_the_best_forward_score(drifting):
     model = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     scores = model.calibration_scores_
     assert {kind for kind, _ in scores} == {"trees", "flat"}
-    assert {m for _, m in scores} == {"hist_grp_count", None, "component"}
+    assert {m for _, m in scores} == {"hist_grp_count", None, "component", SPREAD_MONDRIAN}
     assert set(model.location_scores_) == {"trees", "flat"}
     blocks = model.location_block_scores_
     wins = blocks["trees"] < blocks["flat"]
@@ -335,6 +341,62 @@ def test_scale_mondrian_sorts_jobs_by_their_predicted_spread(drifting):
     assert (np.diff(info["calibration_category"].to_numpy()) >= 0).all()
     # the categories differ in shape, not only in a common scale
     assert not np.allclose(model.residual_quantiles_[1], model.residual_quantiles_[3])
+
+
+def _steady_and_spiky(n: int = 3000, seed: int = 0):
+    """Two task types in a mix that moves over time: ``steady`` peaks repeat one value (to 0.3 %),
+    ``spiky`` peaks are small with a rare large one; the group's recent maximum and mean as the
+    preprocessor gives them (of the peaks before each job)."""
+    rng = np.random.default_rng(seed)
+    task = np.where(rng.random(n) < np.linspace(0.9, 0.2, n), "steady", "spiky")
+    y = np.where(task == "steady", 10.0 * rng.uniform(0.997, 1.003, n),
+                 np.where(rng.random(n) < 0.05, 20.0, 1.0) * rng.lognormal(0.0, 0.3, n))
+    past = pd.Series(y).groupby(task)
+    X = pd.DataFrame({
+        "component": pd.Categorical(task),
+        "hist_grp_max_20": past.transform(lambda s: s.shift().rolling(20, min_periods=1).max()),
+        "hist_grp_mean_5": past.transform(lambda s: s.shift().rolling(5, min_periods=1).mean()),
+        "hist_grp_count": past.cumcount().astype(float),
+    })
+    return X, y, task
+
+
+def test_the_flat_location_is_the_recent_maximum_itself():
+    """The flat location has no fitted ratio: its residuals are the peaks' log ratios to the
+    group's recent maximum, so a pooled median that moves with the mix of task types cannot push
+    a type whose peaks repeat below its maximum (on a real trace that failed every such task)."""
+    X, y, task = _steady_and_spiky()
+    model = CostAwareRegressor(location="flat", mondrian=None, guard=None, **FAST).fit(X[:2400], y[:2400])
+    np.testing.assert_array_equal(predict_fast(model.location_model_, np.ones((5, X.shape[1]))), 0.0)
+    steady = task[2400:] == "steady"
+    alloc, peaks = model.predict(X[2400:])[steady], y[2400:][steady]
+    recent_max = X["hist_grp_max_20"].to_numpy()[2400:][steady]
+    assert (alloc >= peaks).all() and (alloc >= recent_max).all()
+
+
+def test_the_spread_mondrian_gives_repeating_and_swinging_peaks_their_own_margins():
+    """Sorted by how far their recent peaks spread below the maximum, the repeating type's jobs
+    keep their maximum and the swinging type's get a fraction of theirs: the pooled quantiles
+    give both the same ratio, wasting on the one what the other needs."""
+    X, y, task = _steady_and_spiky()
+    fit, later = slice(None, 2400), slice(2400, None)
+    spread = CostAwareRegressor(location="flat", mondrian=SPREAD_MONDRIAN, guard=None, **FAST).fit(X[fit], y[fit])
+    pooled = CostAwareRegressor(location="flat", mondrian=None, guard=None, **FAST).fit(X[fit], y[fit])
+    assert spread.mondrian_ == SPREAD_MONDRIAN and spread.residual_quantiles_.shape[0] == 4
+    category = spread.explain(X[later])["calibration_category"].to_numpy()
+    steady = task[later] == "steady"
+    assert set(category[steady]) == {1} and set(category[~steady]) <= {2, 3}
+    ratio = spread.predict(X[later]) / X["hist_grp_max_20"].to_numpy()[later]
+    assert np.median(ratio[steady]) >= 1.0 and np.median(ratio[~steady]) < 0.5
+    scores = [business_score(m.predict(X[later]), y[later]) for m in (spread, pooled)]
+    assert scores[0] < 0.5 * scores[1], scores
+    no_history = X[later].assign(hist_grp_max_20=np.nan)
+    assert (spread.explain(no_history)["calibration_category"] == 0).all()  # pooled
+    without = X.drop(columns="hist_grp_mean_5")
+    assert CostAwareRegressor(location="flat", guard=None, **FAST).fit(
+        without[fit], y[fit]).mondrian_ != SPREAD_MONDRIAN  # not a candidate without its features
+    with pytest.raises(ValueError, match="spread_edges"):
+        CostAwareRegressor(spread_edges=(0.5, 0.05)).fit(X[fit], y[fit])
 
 
 def test_block_median_score_is_not_decided_by_one_stretch():
