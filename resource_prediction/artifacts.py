@@ -64,9 +64,8 @@ __all__ = [
 #: group's mean towards its parent's (``JobLevel.memories``, ``shrinkage``; 6.x preprocessors lack
 #: them). 8.0: the job-adjusted level keeps the errors that choose its candidates per group, as the
 #: jobs saw them (``JobLevel.choice_``, ``choose_within``; 7.x levels lack both). 9.0: the
-#: cost-aware model's flat location is the recent maximum itself, and its Mondrian candidates
-#: include the spread of the group's recent peaks (``spread``, ``spread_edges``; 8.x cost-aware
-#: models lack both).
+#: cost-aware model's Mondrian candidates include the spread of the group's recent peaks
+#: (``spread``, ``spread_edges``; 8.x cost-aware models lack them).
 FORMAT_VERSION = "9.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20

@@ -9,7 +9,6 @@ import pytest
 from resource_prediction.data import time_split
 from resource_prediction.metrics import business_score
 from resource_prediction.models import CostAwareRegressor
-from resource_prediction.models.adapters import predict_fast
 from resource_prediction.models.cost_aware import (
     MAX_RATIO,
     SCALE_MONDRIAN,
@@ -359,19 +358,6 @@ def _steady_and_spiky(n: int = 3000, seed: int = 0):
         "hist_grp_count": past.cumcount().astype(float),
     })
     return X, y, task
-
-
-def test_the_flat_location_is_the_recent_maximum_itself():
-    """The flat location has no fitted ratio: its residuals are the peaks' log ratios to the
-    group's recent maximum, so a pooled median that moves with the mix of task types cannot push
-    a type whose peaks repeat below its maximum (on a real trace that failed every such task)."""
-    X, y, task = _steady_and_spiky()
-    model = CostAwareRegressor(location="flat", mondrian=None, guard=None, **FAST).fit(X[:2400], y[:2400])
-    np.testing.assert_array_equal(predict_fast(model.location_model_, np.ones((5, X.shape[1]))), 0.0)
-    steady = task[2400:] == "steady"
-    alloc, peaks = model.predict(X[2400:])[steady], y[2400:][steady]
-    recent_max = X["hist_grp_max_20"].to_numpy()[2400:][steady]
-    assert (alloc >= peaks).all() and (alloc >= recent_max).all()
 
 
 def test_the_spread_mondrian_gives_repeating_and_swinging_peaks_their_own_margins():

@@ -6,9 +6,9 @@ allocation`): the best quantile differs from job to job. This model
 
 1. models the location of ``log(peak)`` in one of two ways (``location``): LightGBM trees
    (squared error, relative to the group's job-adjusted level ``offset``, reading the group's
-   recent peaks also as ratios to it, ``relative``), or *flat*: the job group's recent maximum
-   peak itself, the rule of thumb of workflow users (``max seen x margin``), whose calibrated
-   distribution of the peaks' ratios to that maximum makes the margin cost-optimal per job;
+   recent peaks also as ratios to it, ``relative``), or *flat*: one ratio to the job group's
+   recent maximum peak for every job, the rule of thumb of workflow users (``max seen x
+   margin``) with its margin made cost-optimal per job;
 2. calibrates **forward**, as the model is used: the later training rows are cut into blocks of
    time, each predicted by a location model fitted on the rows before it
    (``calibration="forward"``), so the errors include drift, new groups and the first jobs of a
@@ -484,9 +484,8 @@ class CostAwareRegressor(BasePredictor):
         """Location and scale model factories ``f(n_rows)`` of a location kind, with ``rounds``
         and ``scale_rounds`` boosting rounds (``n_estimators``, ``scale_n_estimators`` by
         default)."""
-        if kind == "flat":  # the offset itself, scale 1: the residuals are the log ratios to it
-            return (lambda n: DummyRegressor(strategy="constant", constant=0.0),
-                    lambda n: DummyRegressor(strategy="constant", constant=1.0))
+        if kind == "flat":
+            return (lambda n: self._booster(0, 0, 0, n)), (lambda n: self._booster(0, 0, 0, n))
         rounds = self.n_estimators if rounds is None else rounds
         scale_rounds = self.scale_n_estimators if scale_rounds is None else scale_rounds
         return (
