@@ -10,6 +10,7 @@ from resource_prediction.data import time_split
 from resource_prediction.metrics import business_score
 from resource_prediction.models import CostAwareRegressor
 from resource_prediction.models.cost_aware import (
+    GUARD_FLOORS,
     MAX_RATIO,
     SCALE_MONDRIAN,
     SPREAD_MONDRIAN,
@@ -144,10 +145,33 @@ def test_guard_steps_aside_only_with_evidence(new_task_type):
     _, X, y, _, _ = new_task_type
     model = CostAwareRegressor(guard_evidence=1, **FAST).fit(X, y)
     evidence = model.guard_evidence_
-    assert evidence["cold_jobs"] >= 1
-    assert model.guard_active_ == (evidence["model_cost"] >= evidence["guard_cost"])
-    assert CostAwareRegressor(**NO_EVIDENCE, **FAST).fit(X, y).guard_active_
+    assert set(evidence) == set(GUARD_FLOORS) and evidence["few_peaks"]["jobs"] >= 1
+    beaten = {floor: e["model_cost"] < e["guard_cost"] for floor, e in evidence.items()}
+    assert model.guard_floors_ == {"few_peaks": not beaten["few_peaks"],
+                                   "no_history": not (beaten["few_peaks"] and beaten["no_history"])}
+    assert model.guard_active_ == any(model.guard_floors_.values())
+    assert CostAwareRegressor(**NO_EVIDENCE, **FAST).fit(X, y).guard_floors_ == dict.fromkeys(GUARD_FLOORS, True)
     assert not CostAwareRegressor(guard=None, **FAST).fit(X, y).guard_active_
+
+
+def test_jobs_with_a_few_peaks_do_not_vouch_for_jobs_with_none(new_task_type):
+    """Where the calibration holds enough jobs with little history for the model to overrule the
+    guard, but too few without any history, a new group's jobs keep their request while the
+    jobs of young groups get the model's allocation."""
+    pre, X, y, later, new = new_task_type
+    counted = CostAwareRegressor(guard_evidence=1, **FAST).fit(X, y).guard_evidence_
+    n_none, n_little = counted["no_history"]["jobs"], counted["few_peaks"]["jobs"]
+    assert n_none < n_little and counted["few_peaks"]["model_cost"] < counted["few_peaks"]["guard_cost"]
+    model = CostAwareRegressor(guard_evidence=(n_none + n_little) // 2, **FAST).fit(X, y)
+    assert model.guard_floors_ == {"no_history": True, "few_peaks": False}
+    free = CostAwareRegressor(guard=None, **FAST).fit(X, y)
+    X_new = pre.transform(new.drop(columns=["max_rss", "max_rss_gb"]))
+    np.testing.assert_allclose(model.predict(X_new), 64.0)  # no peak yet: the request
+    X_known = pre.transform(later.drop(columns=["max_rss", "max_rss_gb"]))
+    young = X_known["hist_grp_count"].between(1, model.guard_settle - 1).to_numpy()
+    assert young.any()
+    np.testing.assert_allclose(model.predict(X_known)[young], free.predict(X_known)[young])
+    assert not model.explain(X_known)["guarded"].to_numpy()[young].any()
 
 
 def test_a_task_type_unseen_in_fit_keeps_the_floor_of_a_new_group():
