@@ -85,13 +85,13 @@ _SCALE_INDEX = -1
 #: repeat the same value needs its maximum and a little more, one whose peaks swing needs a
 #: different margin; a job without those features is pooled.
 SPREAD_MONDRIAN = "recent_spread"
-#: The guard's floors: a group without peaks gets its request; one with fewer than
-#: ``guard_settle`` (or of a task type unseen in fit) at least its largest peak x the margin.
-GUARD_FLOORS = ("no_history", "few_peaks")
 #: ``mondrian_index`` of :data:`SPREAD_MONDRIAN`.
 _SPREAD_INDEX = -2
 #: The Mondrian candidates that are not features of ``X``, by name.
 _DERIVED_MONDRIAN = {SCALE_MONDRIAN: _SCALE_INDEX, SPREAD_MONDRIAN: _SPREAD_INDEX}
+#: The guard's floors: a group without peaks gets its request; one with fewer than
+#: ``guard_settle`` (or of a task type unseen in fit) at least its largest peak x the margin.
+GUARD_FLOORS = ("no_history", "few_peaks")
 #: The task-type column of each telemetry schema (a component, a workflow process, a Slurm job
 #: name): Mondrian candidates of the default, each where ``X`` has it.
 TASK_COLUMNS = tuple(dict.fromkeys(schema.task for schema in SCHEMAS.values()))
