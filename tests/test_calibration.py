@@ -156,8 +156,9 @@ def test_guard_steps_aside_only_with_evidence(new_task_type):
 
 def test_jobs_with_a_few_peaks_do_not_vouch_for_jobs_with_none(new_task_type):
     """Where the calibration holds enough jobs with little history for the model to overrule the
-    guard, but too few without any history, a new group's jobs keep their request while the
-    jobs of young groups get the model's allocation."""
+    guard, but too few without any history, a new group's jobs keep their request (and a task
+    type never fitted on, its first peaks' floor) while the jobs of young groups get the model's
+    allocation."""
     pre, X, y, later, new = new_task_type
     counted = CostAwareRegressor(guard_evidence=1, **FAST).fit(X, y).guard_evidence_
     n_none, n_little = counted["no_history"]["jobs"], counted["few_peaks"]["jobs"]
@@ -172,6 +173,14 @@ def test_jobs_with_a_few_peaks_do_not_vouch_for_jobs_with_none(new_task_type):
     assert young.any()
     np.testing.assert_allclose(model.predict(X_known)[young], free.predict(X_known)[young])
     assert not model.explain(X_known)["guarded"].to_numpy()[young].any()
+    # a task type the model was never fitted on has no evidence either: after its first peaks
+    # its jobs keep at least the smaller of their request and 1.2 times its largest peak
+    X_replay = pre.transform(new)
+    later_jobs = X_replay["hist_grp_count"].to_numpy() >= 1
+    assert model.unknown_task_ is not None and later_jobs.any()
+    seen = np.minimum(64.0, model.guard_margin * X_replay["hist_grp_max_seen"].to_numpy())
+    np.testing.assert_allclose(model.predict(X_replay)[later_jobs],
+                               np.maximum(free.predict(X_replay), seen)[later_jobs])
 
 
 def test_a_task_type_unseen_in_fit_keeps_the_floor_of_a_new_group():

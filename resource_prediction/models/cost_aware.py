@@ -89,8 +89,9 @@ SPREAD_MONDRIAN = "recent_spread"
 _SPREAD_INDEX = -2
 #: The Mondrian candidates that are not features of ``X``, by name.
 _DERIVED_MONDRIAN = {SCALE_MONDRIAN: _SCALE_INDEX, SPREAD_MONDRIAN: _SPREAD_INDEX}
-#: The guard's floors: a group without peaks gets its request; one with fewer than
-#: ``guard_settle`` (or of a task type unseen in fit) at least its largest peak x the margin.
+#: The guard's floors: ``"no_history"``, a group without peaks gets its request (and the jobs of a
+#: task type unseen in fit keep the next floor); ``"few_peaks"``, a group with fewer than
+#: ``guard_settle`` peaks gets at least its largest peak x the margin (capped at the request).
 GUARD_FLOORS = ("no_history", "few_peaks")
 #: The task-type column of each telemetry schema (a component, a workflow process, a Slurm job
 #: name): Mondrian candidates of the default, each where ``X`` has it.
@@ -319,9 +320,10 @@ class CostAwareRegressor(BasePredictor):
         ``guard_margin``. It stays active unless the calibration
         shows the model cheaper than the guard on at least ``guard_evidence`` jobs with so little
         history; the request floor of a group without peaks, also on ``guard_evidence`` jobs
-        without any (``guard_floors_``). Measured on an eager draw with a new task type whose
-        five tasks ran at 33 GB: 66.8 against 69.8 when the jobs with a few peaks also decided
-        for those without (``max_seen``: 57.0); twenty other real-trace sets unchanged.
+        without any (``guard_floors_``), and so must the floor of a task type unseen in ``fit``.
+        Measured on an eager draw with a new task type whose five tasks ran at 33 GB: 58.2
+        against 69.8 when the jobs with a few peaks also decided for those without
+        (``max_seen``: 57.0); twenty other real-trace sets unchanged.
     guard_min_history : int
         History (peaks of the job's group) below which the request is the floor.
     guard_evidence : int
@@ -792,7 +794,8 @@ class CostAwareRegressor(BasePredictor):
         unless the model was cheaper there, on at least ``guard_evidence`` such jobs. The floor
         of a group without any peak must also be beaten on at least ``guard_evidence`` jobs of
         its own: the many jobs with a few peaks do not vouch for the few with none, whose
-        allocation comes from other groups.
+        allocation comes from other groups. While it holds, so does the floor of a task type
+        unseen in ``fit`` (the calibration holds no such jobs).
         """
         if self.guard is None or self.history_index_ is None or self.request_index_ is None:
             return dict.fromkeys(GUARD_FLOORS, False)
@@ -853,6 +856,8 @@ class CostAwareRegressor(BasePredictor):
         out, changed = self._guard(Xa, alloc)
         if not getattr(self, "guard_floors_", {}).get("few_peaks", True):  # only the first floor
             keep = np.nan_to_num(Xa[:, self.history_index_], nan=0.0) >= self.guard_min_history
+            if self.unknown_task_ is not None:  # a type never fitted on has no evidence either
+                keep &= Xa[:, self.task_index_] != self.unknown_task_
             out, changed = np.where(keep, alloc, out), changed & ~keep
         return out, changed
 
