@@ -226,6 +226,11 @@ def test_guard_allocation_rules(mode, expected):
                                     settle_history=12, unsettled=np.array([True, False]))
     np.testing.assert_allclose(out, [7.0, 2.0])
     np.testing.assert_array_equal(changed, [True, False])
+    # without the floor of a few peaks (settle_history 0) only the unsettled row keeps it
+    out, _ = guard_allocation(np.array([2.0, 2.0]), np.array([5, 5]), np.array([8.0, 8.0]),
+                              mode=mode, min_history=3, seen_gb=np.array([7.0, 7.0]),
+                              settle_history=0, unsettled=np.array([True, False]))
+    np.testing.assert_allclose(out, [7.0, 2.0])
     with pytest.raises(ValueError, match="guard must be one of"):
         guard_allocation(alloc, count, request, peers, mode="always")
 

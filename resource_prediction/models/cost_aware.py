@@ -853,26 +853,25 @@ class CostAwareRegressor(BasePredictor):
         """The guard's allocation where its floors hold, and where it changed the model's."""
         if not getattr(self, "guard_active_", True):
             return alloc, np.zeros(alloc.size, dtype=bool)
-        out, changed = self._guard(Xa, alloc)
-        if not getattr(self, "guard_floors_", {}).get("few_peaks", True):  # only the first floor
-            keep = np.nan_to_num(Xa[:, self.history_index_], nan=0.0) >= self.guard_min_history
-            if self.unknown_task_ is not None:  # a type never fitted on has no evidence either
-                keep &= Xa[:, self.task_index_] != self.unknown_task_
-            out, changed = np.where(keep, alloc, out), changed & ~keep
-        return out, changed
+        few_peaks = getattr(self, "guard_floors_", {}).get("few_peaks", True)
+        return self._guard(Xa, alloc, settle=self.guard_settle if few_peaks else 0)
 
-    def _guard(self, Xa: np.ndarray, alloc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _guard(self, Xa: np.ndarray, alloc: np.ndarray,
+               settle: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Both floors of the guard; ``settle`` (``guard_settle`` by default; 0: none) bounds the
+        history of the groups that get the floor of a few peaks."""
         if self.guard is None or self.history_index_ is None or self.request_index_ is None:
             return alloc, np.zeros(alloc.size, dtype=bool)
         peers = None if self.peers_index_ is None else Xa[:, self.peers_index_]
         seen = None if self.seen_index_ is None else Xa[:, self.seen_index_] * self.guard_margin
         # A task type the model was never fitted on keeps the floor of a group's first peaks
-        # (its largest peak so far, capped at the request) for as long as the guard holds.
+        # (its largest peak so far, capped at the request) for as long as the guard holds, even
+        # where the floor of a few peaks is set aside: no calibration job vouches for such a type.
         unknown = None if self.unknown_task_ is None else Xa[:, self.task_index_] == self.unknown_task_
         return guard_allocation(
             alloc, Xa[:, self.history_index_], Xa[:, self.request_index_], peers,
             mode=self.guard, min_history=self.guard_min_history, seen_gb=seen,
-            settle_history=self.guard_settle, unsettled=unknown,
+            settle_history=self.guard_settle if settle is None else settle, unsettled=unknown,
         )
 
     def _predict(self, Xa: np.ndarray) -> np.ndarray:

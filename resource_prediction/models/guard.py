@@ -72,9 +72,9 @@ def guard_allocation(
         floor = np.fmin(request, peers)  # either one where the other is missing
         target = np.fmax(alloc, floor)
     out = np.where(cold & np.isfinite(target), target, alloc)
-    if seen_gb is not None and settle_history > min_history:
+    if seen_gb is not None:
         count = np.nan_to_num(np.asarray(history_count, dtype=float), nan=0.0)
-        young = ~cold & (count < settle_history)
+        young = ~cold & (count < settle_history)  # none where settle_history <= min_history
         if unsettled is not None:
             young |= ~cold & np.asarray(unsettled, dtype=bool)
         floor = np.fmin(request, _usable(seen_gb))
