@@ -65,8 +65,10 @@ __all__ = [
 #: them). 8.0: the job-adjusted level keeps the errors that choose its candidates per group, as the
 #: jobs saw them (``JobLevel.choice_``, ``choose_within``; 7.x levels lack both). 9.0: the
 #: cost-aware model's Mondrian candidates include the spread of the group's recent peaks
-#: (``spread``, ``spread_edges``; 8.x cost-aware models lack them).
-FORMAT_VERSION = "9.0"
+#: (``spread``, ``spread_edges``; 8.x cost-aware models lack them). 10.0: the job-adjusted level
+#: has the static level alone among its candidates, and build telemetry's static level a trend
+#: per component (``JobLevel.trend``, ``STATIC``; 9.x levels lack both).
+FORMAT_VERSION = "10.0"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

@@ -310,6 +310,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     level_choice : {"global", "coarse", "fine"}, default="global"
         Grouping within which ``hist_grp_level`` chooses among its candidates (:class:`~resource_
         prediction.features.level.JobLevel`'s ``choose_within``); ``"global"``: one choice for all.
+    level_trend : bool or None, default=None
+        Whether the static part of ``hist_grp_level`` has a time trend per task type (the
+        schema's ``trend``: build telemetry yes, workflow traces and Slurm accounting no); None:
+        the schema's.
     heavy_targets : tuple of str, default=("dist",)
         Targets that count as heavy (packaging the whole product).
     schema : {None, "build", "nextflow", "slurm"}, default=None
@@ -361,6 +365,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         level_shrinkage: tuple[float, ...] = (),
         level_memories: tuple[float, ...] = (),
         level_choice: str = "global",
+        level_trend: bool | None = None,
         heavy_targets: tuple[str, ...] = ("dist",),
         schema: str | None = None,
     ):
@@ -371,6 +376,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.level_shrinkage = level_shrinkage
         self.level_memories = level_memories
         self.level_choice = level_choice
+        self.level_trend = level_trend
         self.heavy_targets = heavy_targets
         self.schema = schema
 
@@ -387,6 +393,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             raise ValueError(f"ewm_alpha must be in (0, 1], got {self.ewm_alpha!r}")
         _check_numbers("level_shrinkage", self.level_shrinkage, "positive numbers", lambda k: k > 0)
         _check_numbers("level_memories", self.level_memories, "weights in (0, 1]", lambda a: 0 < a <= 1)
+        if self.level_trend is not None and not isinstance(self.level_trend, bool | np.bool_):
+            raise ValueError(f"level_trend must be None or a bool, got {self.level_trend!r}")
         if self.level_choice not in LEVELS:
             raise ValueError(f"level_choice must be one of {LEVELS}, got {self.level_choice!r}")
         if isinstance(self.heavy_targets, str) or not isinstance(self.heavy_targets, Iterable) \
@@ -654,11 +662,16 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         codes, numeric = self._level_inputs(parsed)
         sized = {col: (c, len(self.vocabularies_[col])) for col, c in codes.items()}
         self.level_ = JobLevel(self.ewm_alpha, self.min_history, tuple(float(k) for k in self.level_shrinkage),
-                               tuple(float(a) for a in self.level_memories), self.level_choice)
+                               tuple(float(a) for a in self.level_memories), self.level_choice,
+                               trend=self.schema_.task if self._trend() else None)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)
         return np.exp(self.level_.fit(parsed.keys.levels(), parsed.keys.ns, sized,
                                       numeric, log_peaks))
+
+    def _trend(self) -> bool:
+        """Whether the static level has a trend per task type (``level_trend``, else the schema's)."""
+        return bool(self.schema_.trend if self.level_trend is None else self.level_trend)
 
     def _level(self, parsed: _Parsed, peaks: np.ndarray | None, *, commit: bool) -> np.ndarray:
         """``hist_grp_level`` (GB) of later jobs (a replay with ``peaks``)."""

@@ -72,6 +72,11 @@ class Schema:
         field such as ``attempt`` may never vary); build telemetry keeps its fixed feature set.
     options : dict
         Reading options the model must reuse on new rows (``input_size="rchar"``).
+    trend : bool
+        Whether the job-adjusted level's static part has a time trend per task type by default
+        (:class:`~resource_prediction.features.level.StaticLevel`'s ``trend``): a component's
+        builds grow with its code base over months, while the order of one workflow run's tasks
+        is no growth (on the Nextflow traces' cold-start draws a trend made the level worse).
     """
 
     name: str
@@ -86,6 +91,7 @@ class Schema:
     drop_constant: bool = True
     required: tuple[str, ...] = ()
     options: dict = field(default_factory=dict, compare=False, hash=False)
+    trend: bool = False
 
     def with_options(self, **options) -> Schema:
         """A copy with reading options (``None`` values are left out)."""
@@ -112,6 +118,7 @@ BUILD = Schema(
                  "localJobs", "makeType", "targets", "component", "ts_phase", "ts_status", "cgroup",
                  "max_rss", "max_cache", "memreq"),
     drop_constant=False,
+    trend=True,
     required=("time", "location", "component", "buildProfile", "makeType", "ts_phase", "branch", "targets",
               "jobs", "localJobs"),
 )
