@@ -307,9 +307,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     level_memories : tuple of float, default=()
         EWM weights of the longer-memory candidates of ``hist_grp_level`` (:class:`~resource_prediction.
         features.level.JobLevel`'s ``memories``; the first weight is ``ewm_alpha``); empty: none.
-    level_choice : {"global", "coarse", "fine"}, default="global"
+    level_choice : {None, "global", "coarse", "fine"}, default=None
         Grouping within which ``hist_grp_level`` chooses among its candidates (:class:`~resource_
-        prediction.features.level.JobLevel`'s ``choose_within``); ``"global"``: one choice for all.
+        prediction.features.level.JobLevel`'s ``choose_within``); ``"global"``: one choice for all;
+        None: the schema's (build telemetry ``"coarse"``, the others ``"global"``).
     level_trend : bool or None, default=None
         Whether the static part of ``hist_grp_level`` has a time trend per task type (the
         schema's ``trend``: build telemetry yes, workflow traces and Slurm accounting no); None:
@@ -364,7 +365,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         ewm_alpha: float = 0.3,
         level_shrinkage: tuple[float, ...] = (),
         level_memories: tuple[float, ...] = (),
-        level_choice: str = "global",
+        level_choice: str | None = None,
         level_trend: bool | None = None,
         heavy_targets: tuple[str, ...] = ("dist",),
         schema: str | None = None,
@@ -395,7 +396,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         _check_numbers("level_memories", self.level_memories, "weights in (0, 1]", lambda a: 0 < a <= 1)
         if self.level_trend is not None and not isinstance(self.level_trend, bool | np.bool_):
             raise ValueError(f"level_trend must be None or a bool, got {self.level_trend!r}")
-        if self.level_choice not in LEVELS:
+        if self.level_choice is not None and self.level_choice not in LEVELS:
             raise ValueError(f"level_choice must be one of {LEVELS}, got {self.level_choice!r}")
         if isinstance(self.heavy_targets, str) or not isinstance(self.heavy_targets, Iterable) \
                 or not all(isinstance(t, str) for t in self.heavy_targets):
@@ -662,7 +663,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         codes, numeric = self._level_inputs(parsed)
         sized = {col: (c, len(self.vocabularies_[col])) for col, c in codes.items()}
         self.level_ = JobLevel(self.ewm_alpha, self.min_history, tuple(float(k) for k in self.level_shrinkage),
-                               tuple(float(a) for a in self.level_memories), self.level_choice,
+                               tuple(float(a) for a in self.level_memories),
+                               self.schema_.level_choice if self.level_choice is None else self.level_choice,
                                trend=self.schema_.task if self._trend() else None)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)

@@ -77,6 +77,10 @@ class Schema:
         (:class:`~resource_prediction.features.level.StaticLevel`'s ``trend``): a component's
         builds grow with its code base over months, while the order of one workflow run's tasks
         is no growth (on the Nextflow traces' cold-start draws a trend made the level worse).
+    level_choice : {"global", "coarse", "fine"}
+        Default grouping within which the job-adjusted level chooses its candidates
+        (:class:`~resource_prediction.features.level.JobLevel`'s ``choose_within``): a build's
+        component and build type; one choice for all of a workflow trace's tasks.
     """
 
     name: str
@@ -92,6 +96,7 @@ class Schema:
     required: tuple[str, ...] = ()
     options: dict = field(default_factory=dict, compare=False, hash=False)
     trend: bool = False
+    level_choice: str = "global"
 
     def with_options(self, **options) -> Schema:
         """A copy with reading options (``None`` values are left out)."""
@@ -119,6 +124,7 @@ BUILD = Schema(
                  "max_rss", "max_cache", "memreq"),
     drop_constant=False,
     trend=True,
+    level_choice="coarse",
     required=("time", "location", "component", "buildProfile", "makeType", "ts_phase", "branch", "targets",
               "jobs", "localJobs"),
 )

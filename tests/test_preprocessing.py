@@ -757,14 +757,18 @@ def _nextflow_trace(path, n=60):
 
 
 def test_level_trend_follows_the_schema_unless_set(tmp_path):
-    """Build telemetry's static level has a trend per component by default; ``level_trend=False``
-    turns it off; a workflow trace's has none unless asked; other values are refused."""
+    """Build telemetry's static level has a trend per component by default, and its candidates
+    are chosen per coarse group; ``level_trend=False`` turns the trend off; a workflow trace's
+    level has no trend unless asked and one choice for all tasks; other values are refused."""
     df = generate_telemetry(1500, seed=2)
+    assert ModelPreprocessor().fit(df).level_.choose_within == "coarse"
+    assert ModelPreprocessor(level_choice="global").fit(df).level_.choose_within == "global"
     assert ModelPreprocessor().fit(df).level_.static_.trend == "component"
     assert ModelPreprocessor().fit(df).level_.static_.span_ is not None
     assert ModelPreprocessor(level_trend=False).fit(df).level_.static_.span_ is None
     trace = _nextflow_trace(tmp_path / "trace_demo.csv")
     assert ModelPreprocessor().fit(trace).level_.static_.span_ is None
+    assert ModelPreprocessor().fit(trace).level_.choose_within == "global"
     assert ModelPreprocessor(level_trend=True).fit(trace).level_.static_.span_ is not None
     with pytest.raises(ValueError, match="level_trend"):
         ModelPreprocessor(level_trend="yes").fit(df)

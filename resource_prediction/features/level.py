@@ -6,7 +6,8 @@ into its level. :class:`StaticLevel` is a ridge regression of ``log(peak)`` on w
 before a job runs (one-hot categories, ``log1p`` of the numeric features), pooled over all groups.
 :class:`JobLevel` keeps each group's history of *residuals* (``log(peak)`` minus the static level)
 and gives every job ``hist_grp_level = exp(static level + the group's recent mean residual)``: the
-group's recent level carried to this job's configuration. In ``fit`` the static level is refitted
+group's recent level carried to this job's configuration (or the static level alone, where it
+errs less). In ``fit`` the static level is refitted
 block by block (:data:`LEVEL_REFITS`), so a training job's level uses only the jobs before it.
 
 Measured on the generated data (root mean square error of the cost-aware model's location against
@@ -218,7 +219,9 @@ class JobLevel:
     (0.060 against 0.095 with the coarse group's mean over about 19 peaks instead of 6). The
     errors that choose are counted within each group of ``choose_within`` (plus ``choice_prior``
     jobs' worth of the mean error of all jobs): one component's level may move slowly, another's
-    step, and each keeps the memory and grouping that served its own jobs.
+    step, and each keeps the memory and grouping that served its own jobs. The last candidate,
+    :data:`STATIC`, is the static level alone: where a group's few noisy residuals tell less than
+    the configuration and trend priced over all jobs (2,000 generated jobs), it errs least.
 
     Parameters
     ----------
@@ -251,6 +254,9 @@ class JobLevel:
     choice_prior : float
         Jobs' worth of the mean error of all jobs added to a group's own errors (a group of few
         jobs keeps the overall choice).
+    trend : str or None
+        The static level's ``trend`` (:class:`StaticLevel`): a categorical feature whose
+        categories each get a slope in time; None: no trend.
 
     Attributes
     ----------
@@ -260,7 +266,8 @@ class JobLevel:
         Per grouping and EWM weight, the residual history.
     candidates_ : tuple of str
         The candidates: the groupings of :data:`LEVELS`, then ``"shrunk_<k>"`` per prior strength;
-        then the same names followed by ``"@<weight>"`` per weight of ``memories``.
+        then the same names followed by ``"@<weight>"`` per weight of ``memories``; last
+        :data:`STATIC`.
     errors_ : ndarray of shape (n_candidates,)
         Squared errors so far of each candidate's level, over all jobs.
     choice_ : _Choice
