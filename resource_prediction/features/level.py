@@ -150,7 +150,7 @@ class StaticLevel:
         self.category_coef_ = {name: coef[a : a + size].copy() for name, (a, size) in offsets.items()}
         self.trend_coef_ = self.category_coef_.pop(TREND_KEY, None)
         self.slope_ = float(coef[-2]) if self.span_ is not None else 0.0
-        for name, value in zip(self.numeric_, coef[start:-1], strict=False):
+        for name, value in zip(self.numeric_, coef[start : start + len(self.numeric_)], strict=True):
             mean, scale, _ = self.numeric_[name]
             self.numeric_[name] = (mean, scale, float(value))
         return self
@@ -162,6 +162,8 @@ class StaticLevel:
         for name, coef in self.category_coef_.items():
             out += self._coef(coef, codes[name])
         if self.span_ is not None:
+            if ns is None:
+                raise ValueError("this static level has a trend: predict needs the jobs' times (ns)")
             out += (self.slope_ + self._coef(self.trend_coef_, codes[self.trend])) * self._time(ns)
         for name, (mean, scale, value) in self.numeric_.items():
             out += value * (self._log1p(numeric[name]) - mean) / scale
