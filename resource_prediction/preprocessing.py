@@ -315,6 +315,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Whether the static part of ``hist_grp_level`` has a time trend per task type (the
         schema's ``trend``: build telemetry yes, workflow traces and Slurm accounting no); None:
         the schema's.
+    level_request : bool or None, default=None
+        Whether the static part of ``hist_grp_level`` reads the configured request (the schema's
+        ``level_request``: workflow traces and Slurm accounting yes, build telemetry no); None: the
+        schema's.
     heavy_targets : tuple of str, default=("dist",)
         Targets that count as heavy (packaging the whole product).
     schema : {None, "build", "nextflow", "slurm"}, default=None
@@ -367,6 +371,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         level_memories: tuple[float, ...] = (),
         level_choice: str | None = None,
         level_trend: bool | None = None,
+        level_request: bool | None = None,
         heavy_targets: tuple[str, ...] = ("dist",),
         schema: str | None = None,
     ):
@@ -378,6 +383,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.level_memories = level_memories
         self.level_choice = level_choice
         self.level_trend = level_trend
+        self.level_request = level_request
         self.heavy_targets = heavy_targets
         self.schema = schema
 
@@ -394,8 +400,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             raise ValueError(f"ewm_alpha must be in (0, 1], got {self.ewm_alpha!r}")
         _check_numbers("level_shrinkage", self.level_shrinkage, "positive numbers", lambda k: k > 0)
         _check_numbers("level_memories", self.level_memories, "weights in (0, 1]", lambda a: 0 < a <= 1)
-        if self.level_trend is not None and not isinstance(self.level_trend, bool | np.bool_):
-            raise ValueError(f"level_trend must be None or a bool, got {self.level_trend!r}")
+        for name in ("level_trend", "level_request"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool | np.bool_):
+                raise ValueError(f"{name} must be None or a bool, got {value!r}")
         if self.level_choice is not None and self.level_choice not in LEVELS:
             raise ValueError(f"level_choice must be one of {LEVELS}, got {self.level_choice!r}")
         if isinstance(self.heavy_targets, str) or not isinstance(self.heavy_targets, Iterable) \
@@ -545,12 +553,14 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         return self
 
     def __setstate__(self, state: dict) -> None:
-        """Preprocessors pickled before schemas existed were fitted on build telemetry."""
+        """Preprocessors pickled before schemas existed were fitted on build telemetry; those
+        pickled before ``level_request`` (format 10.0) read the request in the static level."""
         if "history_" in state and "schema_" not in state:
             state.update(schema_=BUILD, dropped_features_=[], temporal_features_=list(BUILD.temporal),
                          categorical_inputs_=list(BUILD.categorical), derived_features_=list(BUILD.numeric),
                          _categorical_set=frozenset(BUILD.categorical))
         state.setdefault("schema", None)
+        state.setdefault("level_request", True)
         self.__dict__.update(state)
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -649,12 +659,13 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
     def _level_inputs(self, parsed: _Parsed) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The static level's inputs: vocabulary codes of the categorical features and the filled
-        numeric features (not the temporal ones: the level must carry over to later jobs)."""
+        numeric features (not the temporal ones: the level must carry over to later jobs; nor the
+        request where ``level_request`` says so)."""
         codes = {col: self._category_codes(parsed, col) for col in self.categorical_inputs_}
-        temporal = set(self.temporal_features_)
+        left_out = set(self.temporal_features_) | (set() if self._uses_request() else {"memreq_gb"})
         numeric = {
             name: self._filled(parsed, name) if name in self.fill_values_ else parsed.numeric[name]
-            for name in self.derived_features_ if name not in temporal
+            for name in self.derived_features_ if name not in left_out
         }
         return codes, numeric
 
@@ -670,6 +681,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             log_peaks = np.log(peaks)
         return np.exp(self.level_.fit(parsed.keys.levels(), parsed.keys.ns, sized,
                                       numeric, log_peaks))
+
+    def _uses_request(self) -> bool:
+        """Whether the static level reads the request (``level_request``, else the schema's)."""
+        return bool(self.schema_.level_request if self.level_request is None else self.level_request)
 
     def _trend(self) -> bool:
         """Whether the static level has a trend per task type (``level_trend``, else the schema's)."""

@@ -81,6 +81,13 @@ class Schema:
         Default grouping within which the job-adjusted level chooses its candidates
         (:class:`~resource_prediction.features.level.JobLevel`'s ``choose_within``): a build's
         component and build type; one choice for all of a workflow trace's tasks.
+    level_request : bool
+        Whether the job-adjusted level's static part reads the configured request by default. A
+        build's request is one setting per component and build type, revised now and then with
+        whatever headroom its owner chose: the component and build type already price its level,
+        and the request only adds the headroom's changes (on 2,000 generated jobs the level erred
+        less without it). A workflow's request per process is the best prior of a process type not
+        seen yet.
     """
 
     name: str
@@ -97,6 +104,7 @@ class Schema:
     options: dict = field(default_factory=dict, compare=False, hash=False)
     trend: bool = False
     level_choice: str = "global"
+    level_request: bool = True
 
     def with_options(self, **options) -> Schema:
         """A copy with reading options (``None`` values are left out)."""
@@ -125,6 +133,7 @@ BUILD = Schema(
     drop_constant=False,
     trend=True,
     level_choice="coarse",
+    level_request=False,
     required=("time", "location", "component", "buildProfile", "makeType", "ts_phase", "branch", "targets",
               "jobs", "localJobs"),
 )

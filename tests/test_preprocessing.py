@@ -748,7 +748,7 @@ def _nextflow_trace(path, n=60):
     rng = np.random.default_rng(0)
     sizes = {"ALIGN": 6.0, "SORT": 2.0}
     rows = [{"task_id": i + 1, "hash": f"{i:02x}/{i:06x}", "process": p, "tag": f"s{i // 2}",
-             "status": "COMPLETED", "exit": 0, "cpus": 4, "memory": 16 * 1024**3, "attempt": 1,
+             "status": "COMPLETED", "exit": 0, "cpus": 4, "memory": int(2 * sizes[p]) * 1024**3, "attempt": 1,
              "time": 3_600_000, "submit": 1719302359716 + 60_000 * i,
              "peak_rss": int(sizes[p] * rng.uniform(0.8, 1.2) * 1024**3)}
             for i, p in enumerate(np.resize(list(sizes), n))]
@@ -756,11 +756,14 @@ def _nextflow_trace(path, n=60):
     return load_telemetry(path)
 
 
-def test_level_trend_follows_the_schema_unless_set(tmp_path):
-    """Build telemetry's static level has a trend per component by default, and its candidates
-    are chosen per coarse group; ``level_trend=False`` turns the trend off; a workflow trace's
-    level has no trend unless asked and one choice for all tasks; other values are refused."""
+def test_level_defaults_follow_the_schema_unless_set(tmp_path):
+    """Build telemetry's static level has a trend per component by default, does not read the
+    request, and its candidates are chosen per coarse group; ``level_trend=False`` turns the trend
+    off and ``level_request=True`` reads the request. A workflow trace's level reads the request,
+    has no trend unless asked and one choice for all tasks. Other values are refused."""
     df = generate_telemetry(1500, seed=2)
+    assert "memreq_gb" not in ModelPreprocessor().fit(df).level_.static_.numeric_
+    assert "memreq_gb" in ModelPreprocessor(level_request=True).fit(df).level_.static_.numeric_
     assert ModelPreprocessor().fit(df).level_.choose_within == "coarse"
     assert ModelPreprocessor(level_choice="global").fit(df).level_.choose_within == "global"
     assert ModelPreprocessor().fit(df).level_.static_.trend == "component"
@@ -769,6 +772,23 @@ def test_level_trend_follows_the_schema_unless_set(tmp_path):
     trace = _nextflow_trace(tmp_path / "trace_demo.csv")
     assert ModelPreprocessor().fit(trace).level_.static_.span_ is None
     assert ModelPreprocessor().fit(trace).level_.choose_within == "global"
+    assert "memreq_gb" in ModelPreprocessor().fit(trace).level_.static_.numeric_
+    assert "memreq_gb" not in ModelPreprocessor(level_request=False).fit(trace).level_.static_.numeric_
     assert ModelPreprocessor(level_trend=True).fit(trace).level_.static_.span_ is not None
     with pytest.raises(ValueError, match="level_trend"):
         ModelPreprocessor(level_trend="yes").fit(df)
+    with pytest.raises(ValueError, match="level_request"):
+        ModelPreprocessor(level_request=1).fit(df)
+
+
+def test_a_preprocessor_pickled_before_level_request_keeps_reading_the_request():
+    """A preprocessor pickled before ``level_request`` existed (format 10.0) was fitted with the
+    request in its static level: restored, it says so and gives the same features."""
+    df = generate_telemetry(1500, seed=2)
+    fitted = ModelPreprocessor(level_request=True).fit(df.iloc[:1200])
+    state = fitted.__getstate__()
+    del state["level_request"]
+    restored = ModelPreprocessor.__new__(ModelPreprocessor)
+    restored.__setstate__(state)
+    assert restored.level_request is True
+    pd.testing.assert_frame_equal(restored.transform(df.iloc[1200:]), fitted.transform(df.iloc[1200:]))
