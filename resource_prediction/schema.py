@@ -76,7 +76,7 @@ class Schema:
         Whether the job-adjusted level's static part has a time trend per task type by default
         (:class:`~resource_prediction.features.level.StaticLevel`'s ``trend``): a component's
         builds grow with its code base over months, while the order of one workflow run's tasks
-        is no growth (on the Nextflow traces' cold-start draws a trend made the level worse).
+        is no growth (on the Nextflow traces' cold-start draws a trend made the model worse).
     level_choice : {"global", "coarse", "fine"}
         Default grouping within which the job-adjusted level chooses its candidates
         (:class:`~resource_prediction.features.level.JobLevel`'s ``choose_within``): a build's
