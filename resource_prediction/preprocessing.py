@@ -304,9 +304,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Prior strengths (in peaks) with which ``hist_grp_level`` may shrink a group's mean residual
         towards its parent grouping's (:class:`~resource_prediction.features.level.JobLevel`'s
         ``shrinkage``); empty: none.
-    level_memories : tuple of float, default=()
+    level_memories : tuple of float or None, default=None
         EWM weights of the longer-memory candidates of ``hist_grp_level`` (:class:`~resource_prediction.
-        features.level.JobLevel`'s ``memories``; the first weight is ``ewm_alpha``); empty: none.
+        features.level.JobLevel`'s ``memories``; the first weight is ``ewm_alpha``); empty: none;
+        None: the schema's (build telemetry ``(0.1,)``, the others none).
     level_choice : {None, "global", "coarse", "fine"}, default=None
         Grouping within which ``hist_grp_level`` chooses among its candidates (:class:`~resource_
         prediction.features.level.JobLevel`'s ``choose_within``); ``"global"``: one choice for all;
@@ -368,7 +369,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         min_history: int = 1,
         ewm_alpha: float = 0.3,
         level_shrinkage: tuple[float, ...] = (),
-        level_memories: tuple[float, ...] = (),
+        level_memories: tuple[float, ...] | None = None,
         level_choice: str | None = None,
         level_trend: bool | None = None,
         level_request: bool | None = None,
@@ -399,7 +400,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         if not (isinstance(self.ewm_alpha, float | int) and 0.0 < self.ewm_alpha <= 1.0):
             raise ValueError(f"ewm_alpha must be in (0, 1], got {self.ewm_alpha!r}")
         _check_numbers("level_shrinkage", self.level_shrinkage, "positive numbers", lambda k: k > 0)
-        _check_numbers("level_memories", self.level_memories, "weights in (0, 1]", lambda a: 0 < a <= 1)
+        if self.level_memories is not None:
+            _check_numbers("level_memories", self.level_memories, "weights in (0, 1]", lambda a: 0 < a <= 1)
         for name in ("level_trend", "level_request"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool | np.bool_):
@@ -662,7 +664,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         numeric features (not the temporal ones: the level must carry over to later jobs; nor the
         request where ``level_request`` says so)."""
         codes = {col: self._category_codes(parsed, col) for col in self.categorical_inputs_}
-        left_out = set(self.temporal_features_) | (set() if self._uses_request() else {"memreq_gb"})
+        left_out = set(self.temporal_features_) | (set() if self._level_settings()["request"] else {"memreq_gb"})
         numeric = {
             name: self._filled(parsed, name) if name in self.fill_values_ else parsed.numeric[name]
             for name in self.derived_features_ if name not in left_out
@@ -673,22 +675,25 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         """Fit :attr:`level_` on the training jobs; their ``hist_grp_level`` (GB), causal."""
         codes, numeric = self._level_inputs(parsed)
         sized = {col: (c, len(self.vocabularies_[col])) for col, c in codes.items()}
+        settings = self._level_settings()
         self.level_ = JobLevel(self.ewm_alpha, self.min_history, tuple(float(k) for k in self.level_shrinkage),
-                               tuple(float(a) for a in self.level_memories),
-                               self.schema_.level_choice if self.level_choice is None else self.level_choice,
-                               trend=self.schema_.task if self._trend() else None)
+                               settings["memories"], settings["choose_within"], trend=settings["trend"])
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)
         return np.exp(self.level_.fit(parsed.keys.levels(), parsed.keys.ns, sized,
                                       numeric, log_peaks))
 
-    def _uses_request(self) -> bool:
-        """Whether the static level reads the request (``level_request``, else the schema's)."""
-        return bool(self.schema_.level_request if self.level_request is None else self.level_request)
+    def _level_settings(self) -> dict:
+        """The level's settings: each ``level_*`` parameter, or where it is None the schema's."""
+        schema = self.schema_
 
-    def _trend(self) -> bool:
-        """Whether the static level has a trend per task type (``level_trend``, else the schema's)."""
-        return bool(self.schema_.trend if self.level_trend is None else self.level_trend)
+        def given(value, default):
+            return default if value is None else value
+
+        return {"memories": tuple(float(a) for a in given(self.level_memories, schema.level_memories)),
+                "choose_within": given(self.level_choice, schema.level_choice),
+                "trend": schema.task if given(self.level_trend, schema.trend) else None,
+                "request": bool(given(self.level_request, schema.level_request))}
 
     def _level(self, parsed: _Parsed, peaks: np.ndarray | None, *, commit: bool) -> np.ndarray:
         """``hist_grp_level`` (GB) of later jobs (a replay with ``peaks``)."""

@@ -88,6 +88,11 @@ class Schema:
         and the request only adds the headroom's changes (on 2,000 generated jobs the level erred
         less without it). A workflow's request per process is the best prior of a process type not
         seen yet.
+    level_memories : tuple of float
+        Default EWM weights of the job-adjusted level's longer-memory candidates (:class:`~resource_
+        prediction.features.level.JobLevel`'s ``memories``): a build's component keeps its level
+        for weeks, and a mean over about 19 peaks (weight 0.1) is less noisy than over 6; on the
+        Nextflow traces' cold-start draws the longer memory made the model worse.
     """
 
     name: str
@@ -105,6 +110,7 @@ class Schema:
     trend: bool = False
     level_choice: str = "global"
     level_request: bool = True
+    level_memories: tuple[float, ...] = ()
 
     def with_options(self, **options) -> Schema:
         """A copy with reading options (``None`` values are left out)."""
@@ -134,6 +140,7 @@ BUILD = Schema(
     trend=True,
     level_choice="coarse",
     level_request=False,
+    level_memories=(0.1,),
     required=("time", "location", "component", "buildProfile", "makeType", "ts_phase", "branch", "targets",
               "jobs", "localJobs"),
 )

@@ -695,13 +695,15 @@ def test_job_level_keeps_each_groups_own_level_when_groups_differ():
 
 
 def test_level_candidates_follow_the_parameters():
-    """``level_shrinkage`` and ``level_memories`` give the preprocessor's level its candidates: by
-    default the three groupings with ``ewm_alpha`` alone, none shrunk."""
+    """``level_shrinkage`` and ``level_memories`` give the preprocessor's level its candidates: for
+    build telemetry by default the three groupings with ``ewm_alpha`` and with the longer memory
+    (the schema's), chosen per coarse group, none shrunk; ``level_memories=()`` leaves one memory."""
     df = generate_telemetry(1500, seed=2)
-    assert ModelPreprocessor().fit(df).level_.candidates_ == ("fine", "coarse", "global", STATIC)
-    within = ModelPreprocessor(level_memories=(0.1,), level_choice="coarse").fit(df).level_
+    within = ModelPreprocessor().fit(df).level_
     assert within.candidates_ == ("fine", "coarse", "global", "fine@0.1", "coarse@0.1", "global@0.1", STATIC)
     assert within.choose_within == "coarse" and len(within.choice_.index) > 1
+    one = ModelPreprocessor(level_memories=(), level_choice="global").fit(df).level_
+    assert one.candidates_ == ("fine", "coarse", "global", STATIC) and len(one.choice_.index) == 1
     shrunk = ModelPreprocessor(level_shrinkage=(3,), level_memories=()).fit(df)
     assert shrunk.level_.candidates_ == ("fine", "coarse", "global", "shrunk_3", STATIC)
     level = shrunk.transform(df.iloc[-200:])["hist_grp_level"]
@@ -758,9 +760,10 @@ def _nextflow_trace(path, n=60):
 
 def test_level_defaults_follow_the_schema_unless_set(tmp_path):
     """Build telemetry's static level has a trend per component by default, does not read the
-    request, and its candidates are chosen per coarse group; ``level_trend=False`` turns the trend
-    off and ``level_request=True`` reads the request. A workflow trace's level reads the request,
-    has no trend unless asked and one choice for all tasks. Other values are refused."""
+    request, and its candidates (with a longer memory) are chosen per coarse group;
+    ``level_trend=False`` turns the trend off and ``level_request=True`` reads the request. A
+    workflow trace's level reads the request, has no trend unless asked, one memory and one
+    choice for all tasks. Other values are refused."""
     df = generate_telemetry(1500, seed=2)
     assert "memreq_gb" not in ModelPreprocessor().fit(df).level_.static_.numeric_
     assert "memreq_gb" in ModelPreprocessor(level_request=True).fit(df).level_.static_.numeric_
@@ -772,6 +775,7 @@ def test_level_defaults_follow_the_schema_unless_set(tmp_path):
     trace = _nextflow_trace(tmp_path / "trace_demo.csv")
     assert ModelPreprocessor().fit(trace).level_.static_.span_ is None
     assert ModelPreprocessor().fit(trace).level_.choose_within == "global"
+    assert ModelPreprocessor().fit(trace).level_.memories == ()
     assert "memreq_gb" in ModelPreprocessor().fit(trace).level_.static_.numeric_
     assert "memreq_gb" not in ModelPreprocessor(level_request=False).fit(trace).level_.static_.numeric_
     assert ModelPreprocessor(level_trend=True).fit(trace).level_.static_.span_ is not None
