@@ -246,8 +246,8 @@ class JobLevel:
         1.103, workflow phases 1.209 against 1.263, heavy tails 1.055 against 1.078, strong drift
         1.137 against 1.140, 2,000 jobs (sixteen seeds) 1.225 against 1.229. But on the real traces'
         cold-start draws where the trees compete it made the model worse (iwd 87.2 against 77.2,
-        methylseq 102.4 against 92.4 and 115.3 against 90.4), so the preprocessor's default has
-        none (``book/features.md``).
+        methylseq 102.4 against 92.4 and 115.3 against 90.4), so only build telemetry has it by
+        default (the schema's ``level_memories``; ``book/features.md``).
     choose_within : {"global", "coarse", "fine"}
         Grouping within which the candidates' errors are counted to choose each job's candidate;
         ``"global"``: one choice for all jobs. With the longer memory, the coarse group chose better
