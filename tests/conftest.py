@@ -6,6 +6,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -36,6 +37,29 @@ def _free_port() -> int:
 def free_port() -> Callable[[], int]:
     """A function returning a free TCP port on 127.0.0.1 (for servers the tests start)."""
     return _free_port
+
+
+#: Process types of :func:`write_nextflow_trace` and their typical peaks (GB).
+TRACE_PROCESSES = {"NF:ALIGN": 6.0, "NF:SORT": 2.0, "QC": 0.5}
+
+
+def write_nextflow_trace(path: Path, n: int = 90, seed: int = 0, request_gb: float | None = 16.0) -> Path:
+    """A small Nextflow trace of :data:`TRACE_PROCESSES` in turn (peaks within 20 % of each
+    type's), written as Nextflow writes one; every task requests ``request_gb`` (None: twice its
+    type's typical peak)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        process = list(TRACE_PROCESSES)[i % len(TRACE_PROCESSES)]
+        typical = TRACE_PROCESSES[process]
+        request = 2 * typical if request_gb is None else request_gb
+        peak = typical * rng.uniform(0.8, 1.2) * 1024**3
+        rows.append({"task_id": i + 1, "hash": f"{i:02x}/{i:06x}", "process": process, "tag": f"s{i // 3}",
+                     "status": "COMPLETED", "exit": 0, "cpus": 2 if process == "QC" else 8,
+                     "memory": int(request * 1024**3), "attempt": 1, "time": 14400000,
+                     "submit": 1719302359716 + 60_000 * i, "peak_rss": int(peak), "rchar": int(peak / 3)})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_nextflow_trace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pandas.api import types as ptypes
@@ -745,19 +746,6 @@ def test_static_level_trend_follows_each_categorys_growth_up_to_its_horizon():
     assert plain.span_ is None and StaticLevel(trend="b").fit({"a": (a, 2)}, {}, log_peaks, ns).span_ is None
 
 
-def _nextflow_trace(path, n=60):
-    """A small Nextflow trace, read as users read theirs."""
-    rng = np.random.default_rng(0)
-    sizes = {"ALIGN": 6.0, "SORT": 2.0}
-    rows = [{"task_id": i + 1, "hash": f"{i:02x}/{i:06x}", "process": p, "tag": f"s{i // 2}",
-             "status": "COMPLETED", "exit": 0, "cpus": 4, "memory": int(2 * sizes[p]) * 1024**3, "attempt": 1,
-             "time": 3_600_000, "submit": 1719302359716 + 60_000 * i,
-             "peak_rss": int(sizes[p] * rng.uniform(0.8, 1.2) * 1024**3)}
-            for i, p in enumerate(np.resize(list(sizes), n))]
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return load_telemetry(path)
-
-
 def test_level_defaults_follow_the_schema_unless_set(tmp_path):
     """Build telemetry's static level has a trend per component by default, does not read the
     request, and its candidates (with a longer memory) are chosen per coarse group;
@@ -772,7 +760,7 @@ def test_level_defaults_follow_the_schema_unless_set(tmp_path):
     assert ModelPreprocessor().fit(df).level_.static_.trend == "component"
     assert ModelPreprocessor().fit(df).level_.static_.span_ is not None
     assert ModelPreprocessor(level_trend=False).fit(df).level_.static_.span_ is None
-    trace = _nextflow_trace(tmp_path / "trace_demo.csv")
+    trace = load_telemetry(write_nextflow_trace(tmp_path / "trace_demo.csv", request_gb=None))
     assert ModelPreprocessor().fit(trace).level_.static_.span_ is None
     assert ModelPreprocessor().fit(trace).level_.choose_within == "global"
     assert ModelPreprocessor().fit(trace).level_.memories == ()

@@ -9,35 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import SLURM_FIXTURES
+from conftest import SLURM_FIXTURES, TRACE_PROCESSES, write_nextflow_trace
 
 from resource_prediction.cli import main
 from resource_prediction.data import load_telemetry, save_telemetry, time_split
 from resource_prediction.deployable import DeployableModel
 from resource_prediction.export import workload_allocations
 
-PROCESSES = {"NF:ALIGN": 6.0, "NF:SORT": 2.0, "QC": 0.5}
-
-
-def _trace(path, n=90, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        process = list(PROCESSES)[i % 3]
-        peak = PROCESSES[process] * rng.uniform(0.8, 1.2) * 1024**3
-        rows.append({"task_id": i + 1, "hash": f"{i:02x}/{i:06x}", "process": process, "tag": f"s{i // 3}",
-                     "status": "COMPLETED", "exit": 0, "cpus": 2 if process == "QC" else 8,
-                     "memory": int(16 * 1024**3), "attempt": 1, "time": 14400000,
-                     "submit": 1719302359716 + 60_000 * i, "peak_rss": int(peak), "rchar": int(peak / 3)})
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
-
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, small_telemetry):
     root = tmp_path_factory.mktemp("serving")
     build = save_telemetry(small_telemetry.iloc[:3000], root / "build.csv")
-    trace = _trace(root / "trace_demo.csv")
+    trace = write_nextflow_trace(root / "trace_demo.csv")
     sacct = SLURM_FIXTURES / "sacct_parsable2.txt"
     out = {}
     for name, path, family in [("build", build, "lightgbm_regression"), ("nextflow", trace, "lightgbm_regression"),
@@ -96,7 +80,7 @@ def test_nextflow_config_has_one_block_per_process_and_its_values_round_trip(mod
     assert re.search(r"^process \{$", text, re.M) and "resourceLimits = [ memory: 5120.MB ]" in text
     blocks = _withname_blocks(text)
     table = workload_allocations(model, max_memory_gb=5).set_index("process")
-    assert set(blocks) == set(PROCESSES)
+    assert set(blocks) == set(TRACE_PROCESSES)
     for process, (first, retry) in blocks.items():
         assert (first, retry) == (table.loc[process, "allocation_mb"], table.loc[process, "retry_mb"])
         assert first <= retry <= 5120

@@ -49,8 +49,6 @@ TREND_HORIZON = 0.5
 TREND_PENALTY = 30.0
 #: The candidate without correction: the static level alone.
 STATIC = "static"
-#: Key of the per-category slopes among the design's blocks.
-TREND_KEY = "<trend>"
 
 
 class StaticLevel:
@@ -125,13 +123,13 @@ class StaticLevel:
             if scale > 0:
                 self.numeric_[name] = (mean, scale, 0.0)
                 columns.append((x - mean) / scale)
-        self.span_ = None
+        self.span_, slopes = None, slice(0, 0)
         if self.trend in codes and ns is not None and rows.size > 1 and np.ptp(ns[rows]) > 0:
             self.span_ = (float(ns[rows].min()), float(ns[rows].max()))
             t = self._time(ns[rows])
             c, size = codes[self.trend]
             blocks.append(sparse.csr_matrix((t, (np.arange(rows.size), c[rows])), shape=(rows.size, size)))
-            offsets[TREND_KEY] = (start, size)
+            slopes = slice(start, start + size)
             start += size
             columns.append(t)  # the slope of all jobs, last of the numeric columns
         blocks.append(sparse.csr_matrix(np.column_stack([*columns, np.ones(rows.size)])))
@@ -140,15 +138,14 @@ class StaticLevel:
         # intercept (last column) is not penalised.
         gram = (design.T @ design).toarray()
         penalty = np.full(gram.shape[0], float(self.alpha))
-        if TREND_KEY in offsets:
-            a, size = offsets[TREND_KEY]
-            penalty[a : a + size] *= TREND_PENALTY
-            penalty[-2] *= TREND_PENALTY
+        if self.span_ is not None:
+            penalty[slopes] *= TREND_PENALTY
+            penalty[-2] *= TREND_PENALTY  # the slope of all jobs
         penalty[-1] = 0.0
         coef = np.linalg.lstsq(gram + np.diag(penalty), design.T @ log_peaks[rows], rcond=None)[0]
         self.intercept_ = float(coef[-1]) if rows.size else 0.0
         self.category_coef_ = {name: coef[a : a + size].copy() for name, (a, size) in offsets.items()}
-        self.trend_coef_ = self.category_coef_.pop(TREND_KEY, None)
+        self.trend_coef_ = coef[slopes].copy() if self.span_ is not None else None
         self.slope_ = float(coef[-2]) if self.span_ is not None else 0.0
         for name, value in zip(self.numeric_, coef[start : start + len(self.numeric_)], strict=True):
             mean, scale, _ = self.numeric_[name]
