@@ -67,8 +67,10 @@ __all__ = [
 #: cost-aware model's Mondrian candidates include the spread of the group's recent peaks
 #: (``spread``, ``spread_edges``; 8.x cost-aware models lack them). 10.0: the job-adjusted level
 #: has the static level alone among its candidates, and build telemetry's static level a trend
-#: per component (``JobLevel.trend``, ``STATIC``; 9.x levels lack both).
-FORMAT_VERSION = "10.0"
+#: per component (``JobLevel.trend``, ``STATIC``; 9.x levels lack both). 10.1: the cost-aware
+#: model may fit its location trees with the Huber loss (``huber_delta``; 10.0 models read as
+#: before).
+FORMAT_VERSION = "10.1"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

@@ -11,9 +11,11 @@ from resource_prediction.metrics import business_score
 from resource_prediction.models import CostAwareRegressor
 from resource_prediction.models.cost_aware import (
     GUARD_FLOORS,
+    LOCATIONS,
     MAX_RATIO,
     SCALE_MONDRIAN,
     SPREAD_MONDRIAN,
+    TREE_KINDS,
     block_median_score,
 )
 from resource_prediction.models.guard import guard_allocation
@@ -64,7 +66,7 @@ def test_explain_reports_failure_probability_waste_and_guard(drifting):
     assert {"p_failure", "expected_waste_gb", "calibration_category", "guarded"} <= set(info)
     assert info["p_failure"].between(0.0, 1.0).all() and (info["expected_waste_gb"] >= 0).all()
     np.testing.assert_allclose(info["allocation_gb"], model.predict(X_later.iloc[:50]))
-    assert model.location_kind_ in ("trees", "flat") and model.calibration_scores_
+    assert model.location_kind_ in LOCATIONS[:-1] and model.calibration_scores_
 
 
 @pytest.fixture(scope="module")
@@ -236,21 +238,23 @@ def test_guard_allocation_rules(mode, expected):
 
 
 def test_auto_keeps_the_candidate_with_the_best_forward_score(drifting):
-    """``location="auto"`` calibrates both kinds with every Mondrian candidate: each kind keeps
-    the Mondrian split whose allocations scored best on the later calibration rows, and the kind
-    with the lower median score over blocks of time is kept."""
+    """``location="auto"`` calibrates every kind with every Mondrian candidate: each kind keeps
+    the Mondrian split whose allocations scored best on the later calibration rows; of the trees'
+    two losses the one with the lower median score over blocks of time competes with the flat
+    location."""
     X, y, _, _ = drifting
     model = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     scores = model.calibration_scores_
-    assert {kind for kind, _ in scores} == {"trees", "flat"}
+    assert {kind for kind, _ in scores} == {"trees", "huber", "flat"}
     assert {m for _, m in scores} == {"hist_grp_count", None, "component", SPREAD_MONDRIAN}
-    assert set(model.location_scores_) == {"trees", "flat"}
+    assert set(model.location_scores_) == {"trees", "huber", "flat"}
     blocks = model.location_block_scores_
-    wins = blocks["trees"] < blocks["flat"]
-    assert np.median(blocks["trees"]) == pytest.approx(model.location_scores_["trees"])
-    trees_clearly_better = model.location_scores_["trees"] < (
+    tree = min(TREE_KINDS, key=model.location_scores_.get)
+    wins = blocks[tree] < blocks["flat"]
+    assert np.median(blocks[tree]) == pytest.approx(model.location_scores_[tree])
+    trees_clearly_better = model.location_scores_[tree] < (
         (1 - model.trees_margin) * model.location_scores_["flat"]) and 2 * wins.sum() > wins.size
-    assert model.location_kind_ == ("trees" if trees_clearly_better else "flat")
+    assert model.location_kind_ == (tree if trees_clearly_better else "flat")
     kind_scores = {m: v for (kind, m), v in scores.items() if kind == model.location_kind_}
     assert model.mondrian_ == min(kind_scores, key=kind_scores.get)
 
@@ -261,12 +265,31 @@ def test_a_near_tie_keeps_the_flat_location(drifting):
     X, y, _, _ = drifting
     model = CostAwareRegressor(guard=None, **FAST).fit(X, y)
     scores = model.location_scores_
-    assert model.location_kind_ == "trees" and scores["trees"] < scores["flat"]
-    lead = 1 - scores["trees"] / scores["flat"]
+    tree = model.location_kind_
+    assert tree in TREE_KINDS and scores[tree] < scores["flat"]
+    lead = 1 - scores[tree] / scores["flat"]
     cautious = CostAwareRegressor(guard=None, trees_margin=min(lead + 0.05, 0.99), **FAST).fit(X, y)
     assert cautious.location_kind_ == "flat"
     with pytest.raises(ValueError, match="trees_margin"):
         CostAwareRegressor(trees_margin=1.0).fit(X, y)
+
+
+def test_the_huber_location_is_not_pulled_by_outliers():
+    """Where one job in ten is an outlier far above the rest, squared-error trees move their
+    location towards the outliers; the Huber loss keeps it near the other jobs' log-mean (and
+    both are exact where there are no outliers)."""
+    rng = np.random.default_rng(0)
+    x = rng.random(3000)
+    log_y = 1 + x + rng.normal(0, 0.1, x.size)
+    log_y[(x < 0.5) & (rng.random(x.size) < 0.1)] += 1.5
+    grid = np.linspace(0.02, 0.98, 49)[:, None]
+    errors = {}
+    for kind in ("trees", "huber"):
+        model = CostAwareRegressor(location=kind, guard=None, mondrian=None, round_grid=0, **FAST)
+        error = np.abs(model.fit(x[:, None], np.exp(log_y)).location_model_.predict(grid) - 1 - grid[:, 0])
+        errors[kind] = error[grid[:, 0] < 0.5].mean(), error[grid[:, 0] > 0.5].mean()
+    assert errors["huber"][0] < min(0.08, 0.5 * errors["trees"][0]), errors
+    assert max(errors["trees"][1], errors["huber"][1]) < 0.03, errors
 
 
 def test_trees_relative_to_the_level_follow_growth_beyond_the_training_peaks():
@@ -445,8 +468,22 @@ def test_block_median_score_is_not_decided_by_one_stretch():
     ({"recency": -1.0}, "recency must be >= 0"),
     ({"guard_margin": 0.0}, "guard_margin must be positive"),
     ({"location": "both"}, "location must be one of"),
+    ({"huber_delta": 0.0}, "huber_delta must be positive"),
 ])
 def test_bad_parameters_are_refused_by_name(drifting, param, message):
     X, y, _, _ = drifting
     with pytest.raises(ValueError, match=message):
         CostAwareRegressor(**param, **FAST).fit(X.iloc[:200], y[:200])
+
+
+def test_a_model_pickled_before_the_huber_loss_predicts_as_before(drifting):
+    """A cost-aware model pickled before ``huber_delta`` existed (format 10.0) restores with the
+    default and predicts as it did."""
+    X, y, X_later, _ = drifting
+    fitted = CostAwareRegressor(location="trees", **FAST).fit(X, y)
+    state = fitted.__getstate__()
+    del state["huber_delta"]
+    restored = CostAwareRegressor.__new__(CostAwareRegressor)
+    restored.__setstate__(state)
+    assert restored.get_params()["huber_delta"] == 1.0
+    np.testing.assert_array_equal(restored.predict(X_later), fitted.predict(X_later))
