@@ -22,7 +22,9 @@ schema of :mod:`resource_prediction.data`. How a job's peak memory comes about:
 
 **Scenarios** (:data:`SCENARIOS`, ``generate_telemetry(scenario=...)``) vary these settings to test
 allocation on data it was not developed on: ``default`` (the data above), ``strong_drift``,
-``new_components``, ``workflow_phases``, ``heavy_tails`` and ``little_data``. In every scenario the
+``new_components``, ``workflow_phases``, ``heavy_tails``, ``little_data`` and ``interactions``
+(effects that differ by component, accelerating growth and ramps, a spread per location). In every
+scenario the
 peak given the features is a two log-normal mixture whose parameters the ``truth_*`` columns hold
 (in ``workflow_phases`` the second component is an unobserved large input, not outliers), so
 :func:`oracle_allocation` is Bayes-optimal in each.
@@ -166,6 +168,20 @@ class Scenario:
     large_input_factor: tuple[float, float] = (1.7, 4.0)
     #: Mean revisions of the configured request per (component, makeType) and year (Poisson).
     revisions_per_year: float = 3.0
+    #: Standard deviation of effects that differ by component (in log terms): of each build type
+    #: and architecture, and of the slope of local parallelism; 0: every component alike.
+    interactions: float = 0.0
+    #: Growth that accelerates: each component's log memory gains up to this much (uniform per
+    #: component) by the end of the year, quadratically in time.
+    acceleration: float = 0.0
+    #: Share of the components whose memory ramps up by ``ramp_size`` (log) over ``ramp_days`` from
+    #: a random time, rather than stepping.
+    ramp_share: float = 0.0
+    ramp_size: float = 0.3
+    ramp_days: float = 20.0
+    #: Spread multipliers of the jobs of each cloud location (in the order of ``LOCATIONS``);
+    #: empty: the same spread everywhere.
+    location_spread: tuple[float, ...] = ()
 
 
 #: The named scenarios: name -> settings (read-only; :func:`list_scenarios` gives the descriptions).
@@ -200,6 +216,14 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
             outlier_extra_sigma=0.5,
         ),
         "little_data": Scenario("the default data with 2,000 jobs", n_jobs=2_000),
+        "interactions": Scenario(
+            "effects of build type, architecture and parallelism that differ by component, growth "
+            "that accelerates, ramps besides steps, and a spread that differs by location",
+            interactions=0.2,
+            acceleration=0.5,
+            ramp_share=0.4,
+            location_spread=(1.0, 1.5, 0.7, 1.8),
+        ),
     }
 )
 
@@ -361,6 +385,35 @@ def _draw_jobs(rng: np.random.Generator, comps: pd.DataFrame, t_years: np.ndarra
     )
 
 
+@dataclass
+class _Effects:
+    """Per-component draws of the ``interactions``, ``acceleration`` and ``ramp_share`` settings."""
+
+    make: np.ndarray  # (components, build types)
+    arch: np.ndarray  # (components, architectures)
+    parallel: np.ndarray  # slope of log(localJobs / 16) per component
+    accel: np.ndarray  # log gain by the end of the year
+    ramp_at: np.ndarray  # start of the ramp (years); inf: none
+
+
+def _draw_effects(rng: np.random.Generator, sc: Scenario, n: int) -> _Effects:
+    """Draw the per-component effects (all zero in scenarios without them)."""
+    return _Effects(
+        make=rng.normal(0.0, sc.interactions, (n, len(MAKE_TYPES))),
+        arch=rng.normal(0.0, sc.interactions, (n, len(ARCHES))),
+        parallel=rng.normal(0.0, sc.interactions, n),
+        accel=rng.uniform(0.0, sc.acceleration, n),
+        ramp_at=np.where(rng.random(n) < sc.ramp_share, rng.uniform(0.1, 0.95, n) * SPAN_DAYS / 365.0, np.inf),
+    )
+
+
+def _time_effect(effects: _Effects, sc: Scenario, comp_idx: np.ndarray, t_years: np.ndarray) -> np.ndarray:
+    """Log memory a component gains at ``t_years`` from accelerating growth and its ramp."""
+    t = np.maximum(t_years, 0.0)
+    ramp = np.clip((t - effects.ramp_at[comp_idx]) / (sc.ramp_days / 365.0), 0.0, 1.0) * sc.ramp_size
+    return effects.accel[comp_idx] * (t / (SPAN_DAYS / 365.0)) ** 2 + ramp
+
+
 def _step_effect(
     rng: np.random.Generator, comps: pd.DataFrame, sc: Scenario, comp_idx: np.ndarray, t_years: np.ndarray
 ):
@@ -378,7 +431,8 @@ def _step_effect(
 
 
 def _peak_distribution(
-    comps: pd.DataFrame, sc: Scenario, jobs: _Jobs, steps_effect: np.ndarray, t_years: np.ndarray
+    comps: pd.DataFrame, sc: Scenario, jobs: _Jobs, steps_effect: np.ndarray, t_years: np.ndarray,
+    effects: _Effects,
 ) -> dict[str, np.ndarray]:
     """Each job's true peak distribution: the ``truth_*`` parameters of a two log-normal mixture."""
     c = jobs.comp_idx
@@ -397,8 +451,14 @@ def _peak_distribution(
         - 0.35 * jobs.is_test
         + np.array(list(LOCATIONS.values()))[jobs.loc_idx]
         + 0.03 * (jobs.prefix_idx == 1)
+        + effects.make[c, jobs.make_idx]
+        + effects.arch[c, jobs.arch_idx]
+        + effects.parallel[c] * np.log(jobs.local_jobs / 16.0)
+        + _time_effect(effects, sc, c, t_years)
     )
     sigma = comps["sigma"].to_numpy()[c] * np.where(jobs.make_idx == 0, 1.25, 1.0)
+    if sc.location_spread:
+        sigma = sigma * np.asarray(sc.location_spread, dtype=float)[jobs.loc_idx]
     if sc.input_size_modes:  # a large input shifts the whole distribution: same spread
         sigma_out = sigma
     else:
@@ -431,6 +491,7 @@ def _configured_request(
     steps: list,
     jobs: _Jobs,
     t_years: np.ndarray,
+    effects: _Effects,
 ) -> np.ndarray:
     """The human-maintained request (GB) per (component, makeType), revised rarely.
 
@@ -462,6 +523,7 @@ def _configured_request(
             mu_rev = (
                 row["base_log"] + row["growth_per_year"] * revisions + step_at_rev
                 + make_effects[m] + typical_job_effect
+                + effects.make[c, m] + _time_effect(effects, sc, np.full(revisions.size, c), revisions)
             ) + mode_shift[c]
             if born > 0:  # no usage yet: the first setting is a guess
                 mu_rev[0] += extra.normal(0.0, 0.4)
@@ -553,14 +615,15 @@ def generate_telemetry(
         raise ValueError(f"n_jobs must be positive, got {n_jobs}")
     rng = np.random.default_rng(seed)
     extra = np.random.default_rng([seed, 1])  # draws of scenario features only
+    effects = _draw_effects(np.random.default_rng([seed, 2]), sc, len(COMPONENTS))
     comps = _component_table(rng, extra, sc)
     time_ns = _arrival_times(rng, n_jobs)
     t_years = (time_ns - START.value) / (365.0 * 86400e9)
     jobs = _draw_jobs(rng, comps, t_years)
     steps_effect, steps = _step_effect(rng, comps, sc, jobs.comp_idx, t_years)
-    truth = _peak_distribution(comps, sc, jobs, steps_effect, t_years)
+    truth = _peak_distribution(comps, sc, jobs, steps_effect, t_years, effects)
     peak_gb, second = _draw_peaks(rng, truth)
-    request_gb = _configured_request(rng, extra, comps, sc, steps, jobs, t_years)
+    request_gb = _configured_request(rng, extra, comps, sc, steps, jobs, t_years, effects)
     df = _frame(rng, jobs, time_ns, peak_gb, request_gb)
     if with_truth:
         for name, values in truth.items():

@@ -228,6 +228,20 @@ def test_heavy_tails_has_more_and_heavier_outliers(scenario_frames):
     assert heavy["truth_sigma"].mean() > default["truth_sigma"].mean()
 
 
+def test_interactions_differ_by_component_grow_faster_and_spread_by_location(scenario_frames):
+    """In ``interactions`` the true effect of the build type differs between components, memory
+    grows faster late in the year, and the spread depends on the location."""
+    def make_effect_spread(df):  # per component: dbg minus opt in true log-mean, spread over components
+        means = df.groupby(["component", "makeType"])["truth_mu"].mean().unstack()
+        return float((means["dbg"] - means["opt"]).std())
+
+    default, inter = scenario_frames["default"], scenario_frames["interactions"]
+    assert make_effect_spread(inter) > make_effect_spread(default) + 0.1
+    assert _growth_by_component(inter) > _growth_by_component(default) + 0.1
+    spread = inter.groupby("location")["truth_sigma"].mean()
+    assert spread.max() / spread.min() > 2 and default.groupby("location")["truth_sigma"].mean().std() < 0.01
+
+
 def test_little_data_has_2000_jobs(scenario_frames):
     assert len(scenario_frames["little_data"]) == 2000 == SCENARIOS["little_data"].n_jobs
 
