@@ -24,10 +24,9 @@ schema of :mod:`resource_prediction.data`. How a job's peak memory comes about:
 allocation on data it was not developed on: ``default`` (the data above), ``strong_drift``,
 ``new_components``, ``workflow_phases``, ``heavy_tails``, ``little_data`` and ``interactions``
 (effects that differ by component, accelerating growth and ramps, a spread per location). In every
-scenario the
-peak given the features is a two log-normal mixture whose parameters the ``truth_*`` columns hold
-(in ``workflow_phases`` the second component is an unobserved large input, not outliers), so
-:func:`oracle_allocation` is Bayes-optimal in each.
+scenario the peak given the features is a two log-normal mixture whose parameters the ``truth_*``
+columns hold (in ``workflow_phases`` the second component is an unobserved large input, not
+outliers), so :func:`oracle_allocation` is Bayes-optimal in each.
 
 Calibration (default data, seed 0, 10 % time holdout; regenerate with ``make run``): see the book's
 data chapter; the seed project's real holdout had the configured request at 4.2 % under-allocation and
