@@ -333,7 +333,7 @@ def test_the_trees_stop_where_their_forward_predictions_were_best():
     rng = np.random.default_rng(1)
     X = pd.DataFrame({"a": rng.normal(size=1500), "b": rng.normal(size=1500)})
     noise = rng.lognormal(0.0, 0.3, 1500)
-    params = {"location": "trees", "guard": None, "n_estimators": 100, "n_support": 64}
+    params = {"location": "trees", "guard": None, "n_estimators": 100, "n_support": 64, "extend_rounds": 1}
     noisy = CostAwareRegressor(**params).fit(X, 10.0 * noise)
     signal = CostAwareRegressor(**params).fit(X, np.exp(2.0 + 1.5 * X["a"].to_numpy()) * noise)
     assert noisy.n_rounds_[0] <= 10 < signal.n_rounds_[0], (noisy.n_rounds_, signal.n_rounds_)
@@ -346,6 +346,20 @@ def test_the_trees_stop_where_their_forward_predictions_were_best():
     every = CostAwareRegressor(**params, round_grid=0).fit(X, 10.0 * noise)
     assert every.n_rounds_ == (100, every.scale_n_estimators)
     assert every.location_model_.n_estimators == 100
+
+
+@pytest.mark.parametrize("extend", [1, 2, 4])
+def test_trees_still_improving_at_their_last_round_are_grown_further(extend):
+    """Where the forward predictions are best after the last of ``n_estimators`` rounds, the trees
+    are grown twice as far, up to ``extend_rounds`` times; the grid keeps its step."""
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"a": rng.normal(size=1500), "b": rng.normal(size=1500)})
+    y = np.exp(2.0 + 1.5 * X["a"].to_numpy() + np.sin(3 * X["b"].to_numpy())) * rng.lognormal(0.0, 0.05, 1500)
+    model = CostAwareRegressor(location="trees", guard=None, n_estimators=10, learning_rate=0.05,
+                               n_support=64, extend_rounds=extend).fit(X, y)
+    assert model.n_rounds_[0] == 10 * extend  # still improving at every limit
+    assert set(model.round_errors_) == set(range(0, 10 * extend + 1))
+    assert model.location_model_.n_estimators == 10 * extend
 
 
 def test_a_task_type_with_two_valued_peaks_gets_its_own_residual_shape():
@@ -469,6 +483,7 @@ def test_block_median_score_is_not_decided_by_one_stretch():
     ({"guard_margin": 0.0}, "guard_margin must be positive"),
     ({"location": "both"}, "location must be one of"),
     ({"huber_delta": 0.0}, "huber_delta must be positive"),
+    ({"extend_rounds": 0}, "extend_rounds must be at least 1"),
 ])
 def test_bad_parameters_are_refused_by_name(drifting, param, message):
     X, y, _, _ = drifting
@@ -482,8 +497,8 @@ def test_a_model_pickled_before_the_huber_loss_predicts_as_before(drifting):
     X, y, X_later, _ = drifting
     fitted = CostAwareRegressor(location="trees", **FAST).fit(X, y)
     state = fitted.__getstate__()
-    del state["huber_delta"]
+    del state["huber_delta"], state["extend_rounds"]
     restored = CostAwareRegressor.__new__(CostAwareRegressor)
     restored.__setstate__(state)
-    assert restored.get_params()["huber_delta"] == 1.0
+    assert restored.get_params()["huber_delta"] == 1.0 and restored.extend_rounds == 1
     np.testing.assert_array_equal(restored.predict(X_later), fitted.predict(X_later))
