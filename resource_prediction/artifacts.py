@@ -68,8 +68,8 @@ __all__ = [
 #: (``spread``, ``spread_edges``; 8.x cost-aware models lack them). 10.0: the job-adjusted level
 #: has the static level alone among its candidates, and build telemetry's static level a trend
 #: per component (``JobLevel.trend``, ``STATIC``; 9.x levels lack both). 10.1: the cost-aware
-#: model may fit its location trees with the Huber loss (``huber_delta``; 10.0 models read as
-#: before).
+#: model may fit its location trees with the Huber loss and grow them beyond ``n_estimators``
+#: (``huber_delta``, ``extend_rounds``; 10.0 models read as before).
 FORMAT_VERSION = "10.1"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
