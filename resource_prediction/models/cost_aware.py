@@ -715,7 +715,7 @@ class CostAwareRegressor(BasePredictor):
             # rounds (or none: the group's level) beat a hundred that fit the noise; where the
             # last rounds still helped, the trees are grown twice as far (up to the limit).
             best_stop, errors = _least_squares_row(staged, z[rows])
-            if best_stop < stops.size - 1 or rounds == 0 or rounds >= limit or stops.size == 1:
+            if best_stop < stops.size - 1 or stops.size == 1 or rounds >= limit:  # size 1: no grid
                 break
             rounds = min(2 * rounds, limit)
         mu = staged[best_stop].copy()
