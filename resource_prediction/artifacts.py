@@ -69,8 +69,9 @@ __all__ = [
 #: has the static level alone among its candidates, and build telemetry's static level a trend
 #: per component (``JobLevel.trend``, ``STATIC``; 9.x levels lack both). 10.1: the cost-aware
 #: model may fit its location trees with the Huber loss and grow them beyond ``n_estimators``
-#: (``huber_delta``, ``extend_rounds``; 10.0 models read as before).
-FORMAT_VERSION = "10.1"
+#: (``huber_delta``, ``extend_rounds``; 10.0 models read as before). 10.2: the job-adjusted level
+#: may average its candidates (``JobLevel.combine``; 10.1 levels read as choosing one).
+FORMAT_VERSION = "10.2"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

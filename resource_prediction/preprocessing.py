@@ -77,7 +77,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from resource_prediction.features.history import STAT_NAMES, GroupHistory, HistoryFeatures
-from resource_prediction.features.level import LEVELS, JobLevel
+from resource_prediction.features.level import COMBINE, LEVELS, JobLevel
 from resource_prediction.features.raw import (
     REQUIRED_COLUMNS,
     SMALL_FRAME,
@@ -312,6 +312,10 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Grouping within which ``hist_grp_level`` chooses among its candidates (:class:`~resource_
         prediction.features.level.JobLevel`'s ``choose_within``); ``"global"``: one choice for all;
         None: the schema's (build telemetry ``"coarse"``, the others ``"global"``).
+    level_combine : {None, "choose", "average"}, default=None
+        Whether ``hist_grp_level`` takes the candidate that erred least or their mean weighted by
+        their errors (:class:`~resource_prediction.features.level.JobLevel`'s ``combine``); None:
+        the schema's (build telemetry ``"average"``, the others ``"choose"``).
     level_trend : bool or None, default=None
         Whether the static part of ``hist_grp_level`` has a time trend per task type (the
         schema's ``trend``: build telemetry yes, workflow traces and Slurm accounting no); None:
@@ -371,6 +375,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         level_shrinkage: tuple[float, ...] = (),
         level_memories: tuple[float, ...] | None = None,
         level_choice: str | None = None,
+        level_combine: str | None = None,
         level_trend: bool | None = None,
         level_request: bool | None = None,
         heavy_targets: tuple[str, ...] = ("dist",),
@@ -383,6 +388,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.level_shrinkage = level_shrinkage
         self.level_memories = level_memories
         self.level_choice = level_choice
+        self.level_combine = level_combine
         self.level_trend = level_trend
         self.level_request = level_request
         self.heavy_targets = heavy_targets
@@ -408,6 +414,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
                 raise ValueError(f"{name} must be None or a bool, got {value!r}")
         if self.level_choice is not None and self.level_choice not in LEVELS:
             raise ValueError(f"level_choice must be one of {LEVELS}, got {self.level_choice!r}")
+        if self.level_combine is not None and self.level_combine not in COMBINE:
+            raise ValueError(f"level_combine must be one of {COMBINE}, got {self.level_combine!r}")
         if isinstance(self.heavy_targets, str) or not isinstance(self.heavy_targets, Iterable) \
                 or not all(isinstance(t, str) for t in self.heavy_targets):
             raise ValueError(
@@ -556,13 +564,15 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
     def __setstate__(self, state: dict) -> None:
         """Preprocessors pickled before schemas existed were fitted on build telemetry; those
-        pickled before ``level_request`` (format 10.0) read the request in the static level."""
+        pickled before ``level_request`` (format 10.0) read the request in the static level, and
+        those before ``level_combine`` (format 10.1) chose one candidate of the level."""
         if "history_" in state and "schema_" not in state:
             state.update(schema_=BUILD, dropped_features_=[], temporal_features_=list(BUILD.temporal),
                          categorical_inputs_=list(BUILD.categorical), derived_features_=list(BUILD.numeric),
                          _categorical_set=frozenset(BUILD.categorical))
         state.setdefault("schema", None)
         state.setdefault("level_request", True)
+        state.setdefault("level_combine", "choose")
         self.__dict__.update(state)
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -677,7 +687,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         sized = {col: (c, len(self.vocabularies_[col])) for col, c in codes.items()}
         settings = self._level_settings()
         self.level_ = JobLevel(self.ewm_alpha, self.min_history, tuple(float(k) for k in self.level_shrinkage),
-                               settings["memories"], settings["choose_within"], trend=settings["trend"])
+                               settings["memories"], settings["choose_within"], trend=settings["trend"],
+                               combine=settings["combine"])
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)
         return np.exp(self.level_.fit(parsed.keys.levels(), parsed.keys.ns, sized,
@@ -692,6 +703,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
         return {"memories": tuple(float(a) for a in given(self.level_memories, schema.level_memories)),
                 "choose_within": given(self.level_choice, schema.level_choice),
+                "combine": given(self.level_combine, schema.level_combine),
                 "trend": schema.task if given(self.level_trend, schema.trend) else None,
                 "request": bool(given(self.level_request, schema.level_request))}
 

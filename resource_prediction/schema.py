@@ -93,6 +93,12 @@ class Schema:
         prediction.features.level.JobLevel`'s ``memories``): a build's component keeps its level
         for weeks, and a mean over about 19 peaks (weight 0.1) is less noisy than over 6; on the
         Nextflow traces' cold-start draws the longer memory made the model worse.
+    level_combine : {"choose", "average"}
+        Default way the job-adjusted level uses its candidates (:class:`~resource_prediction.
+        features.level.JobLevel`'s ``combine``): a build's weighted mean of them (generated build
+        data, cost-aware model: expected cost against the oracle's lower on every scenario but one
+        and on the second generator); on the Nextflow traces' cold-start draws where the location
+        trees compete the mean made the model worse, so workflow traces and Slurm choose one.
     """
 
     name: str
@@ -111,6 +117,7 @@ class Schema:
     level_choice: str = "global"
     level_request: bool = True
     level_memories: tuple[float, ...] = ()
+    level_combine: str = "choose"
 
     def with_options(self, **options) -> Schema:
         """A copy with reading options (``None`` values are left out)."""
@@ -141,6 +148,7 @@ BUILD = Schema(
     level_choice="coarse",
     level_request=False,
     level_memories=(0.1,),
+    level_combine="average",
     required=("time", "location", "component", "buildProfile", "makeType", "ts_phase", "branch", "targets",
               "jobs", "localJobs"),
 )

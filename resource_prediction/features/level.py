@@ -24,8 +24,8 @@ from scipy import sparse
 
 from resource_prediction.features.history import MeanHistory, replay_means
 
-__all__ = ["LEVEL_FIT_ROWS", "LEVEL_REFITS", "LEVELS", "MARGIN", "STATIC", "TREND_HORIZON", "TREND_PENALTY",
-           "JobLevel", "StaticLevel", "effective_count"]
+__all__ = ["COMBINE", "LEVEL_FIT_ROWS", "LEVEL_REFITS", "LEVELS", "MARGIN", "STATIC", "TREND_HORIZON",
+           "TREND_PENALTY", "JobLevel", "StaticLevel", "effective_count"]
 
 #: Groupings of the residual history, finest first.
 LEVELS: tuple[str, ...] = ("fine", "coarse", "global")
@@ -49,6 +49,8 @@ TREND_HORIZON = 0.5
 TREND_PENALTY = 30.0
 #: The candidate without correction: the static level alone.
 STATIC = "static"
+#: How a job's level uses the candidates (:class:`JobLevel`'s ``combine``).
+COMBINE: tuple[str, ...] = ("choose", "average")
 
 
 class StaticLevel:
@@ -222,6 +224,13 @@ class JobLevel:
     :data:`STATIC`, is the static level alone: where a group's few noisy residuals tell less than
     the configuration and trend priced over all jobs (2,000 generated jobs), it errs least.
 
+    With ``combine="average"`` a job takes, instead of the one candidate that erred least, the mean
+    of all candidates weighted as in Bayesian model averaging with Gaussian errors:
+    ``exp(-(E - E_min) / (2 s**2))``, where ``E`` is a candidate's errors as counted for the choice
+    and ``s**2`` the mean squared error of the best candidate over all jobs so far. Where one
+    candidate is clearly best over the group's many jobs this is the choice; where a group's few
+    jobs cannot tell candidates apart, their mean errs less than either.
+
     Parameters
     ----------
     alpha : float
@@ -256,6 +265,9 @@ class JobLevel:
     trend : str or None
         The static level's ``trend`` (:class:`StaticLevel`): a categorical feature whose
         categories each get a slope in time; None: no trend.
+    combine : {"choose", "average"}
+        ``"choose"``: each job takes the candidate that erred least; ``"average"``: the candidates'
+        mean weighted by their errors (above).
 
     Attributes
     ----------
@@ -275,8 +287,9 @@ class JobLevel:
 
     def __init__(self, alpha: float, min_history: int = 1, shrinkage: tuple[float, ...] = (),
                  memories: tuple[float, ...] = (), choose_within: str = "global",
-                 choice_prior: float = 20.0, trend: str | None = None):
+                 choice_prior: float = 20.0, trend: str | None = None, combine: str = "choose"):
         self.alpha = alpha
+        self.combine = combine
         self.trend = trend
         self.min_history = min_history
         self.shrinkage = shrinkage
@@ -303,6 +316,8 @@ class JobLevel:
                               for i, alpha in enumerate(self._alphas()) for name in names), STATIC)
         if self.choose_within not in LEVELS:
             raise ValueError(f"choose_within must be one of {LEVELS}, got {self.choose_within!r}")
+        if self.combine not in COMBINE:
+            raise ValueError(f"combine must be one of {COMBINE}, got {self.combine!r}")
 
         def fitted(rows: np.ndarray) -> StaticLevel:
             if rows.size > LEVEL_FIT_ROWS:
@@ -330,6 +345,11 @@ class JobLevel:
         self._corrected(groups, ns, static, log_peaks - static, self.histories_, self.choice_,
                         commit=True, learn=False, first=n)
         return out
+
+    def __setstate__(self, state: dict) -> None:
+        """Levels pickled before ``combine`` (format 10.1) choose one candidate."""
+        state.setdefault("combine", "choose")
+        self.__dict__.update(state)
 
     def _choice(self) -> _Choice:
         return _Choice(len(self.candidates_))
@@ -397,7 +417,7 @@ class JobLevel:
         total, total_jobs = choice.errors.sum(axis=0)[:, None], choice.jobs
         if residuals is None:
             scores = choice.of(keys)[codes].T + self._prior(total, np.full(codes.size, total_jobs))
-            return value + table[_finest_least(scores), np.arange(codes.size)]
+            return value + self._combined(scores, table, total.min(axis=0), total_jobs)
         tail = order[first:]
         if not tail.size:
             return value
@@ -416,12 +436,26 @@ class JobLevel:
         group_before -= grouped
         group_before -= group_before[:, starts]
         group_before += choice.of(keys)[sorted_codes].T
-        scores = self._prior(before, np.cumsum(known) - known + total_jobs)
+        jobs_before = np.cumsum(known) - known + total_jobs
+        scores = self._prior(before, jobs_before)
         scores[:, by_group] += group_before
-        value[tail] += table[_finest_least(scores), tail]
+        value[tail] += self._combined(scores, table[:, tail], before.min(axis=0), jobs_before)
         if learn:
             choice.add(keys, codes[tail][known], errors[:, known])
         return value
+
+    def _combined(self, scores: np.ndarray, table: np.ndarray, least: np.ndarray, jobs) -> np.ndarray:
+        """Per column of ``table`` (candidates by rows), the correction ``combine`` makes of the
+        candidates' ``scores``; ``least`` and ``jobs``: the least errors of a candidate over all
+        jobs so far and the number of those jobs (per column, or one for all)."""
+        chosen = table[_finest_least(scores), np.arange(table.shape[1])]
+        if self.combine == "choose":
+            return chosen
+        with np.errstate(divide="ignore", invalid="ignore"):
+            noise = np.broadcast_to(np.asarray(least, dtype=float) / jobs, chosen.shape)
+            weights = np.exp(-(scores - scores.min(axis=0)) / (2.0 * noise))
+            averaged = (weights * table).sum(axis=0) / weights.sum(axis=0)
+        return np.where(noise > 0.0, averaged, chosen)  # no errors yet: nothing to weigh by
 
     def _prior(self, errors: np.ndarray, jobs: np.ndarray) -> np.ndarray:
         """``choice_prior`` jobs' worth of the mean error of ``jobs`` jobs (``errors``: their sum)."""
