@@ -227,9 +227,10 @@ class JobLevel:
     With ``combine="average"`` a job takes, instead of the one candidate that erred least, the mean
     of all candidates weighted as in Bayesian model averaging with Gaussian errors:
     ``exp(-(E - E_min) / (2 s**2))``, where ``E`` is a candidate's errors as counted for the choice
-    and ``s**2`` the mean squared error of the best candidate over all jobs so far. Where one
-    candidate is clearly best over the group's many jobs this is the choice; where a group's few
-    jobs cannot tell candidates apart, their mean errs less than either.
+    and ``s**2`` the mean squared error over all jobs of the candidate that erred least: over the
+    training jobs (in ``fit``, over the blocks before; before any, the least errors choose). Where
+    one candidate is clearly best over the group's many jobs this is the choice; where a group's
+    few jobs cannot tell candidates apart, their mean errs less than either.
 
     Parameters
     ----------
@@ -283,6 +284,8 @@ class JobLevel:
         Squared errors so far of each candidate's level, over all jobs.
     choice_ : _Choice
         Per group of ``choose_within``, the candidates' squared errors so far; the jobs behind them.
+    noise_ : float
+        ``s**2`` of ``combine="average"``, from the training jobs.
     """
 
     def __init__(self, alpha: float, min_history: int = 1, shrinkage: tuple[float, ...] = (),
@@ -337,18 +340,20 @@ class JobLevel:
                                                    {k: v[upto] for k, v in numeric.items()}, end, ns[upto])
             value = self._corrected(_subset(groups, upto), ns[upto], static, log_peaks[upto] - static,
                                     self._histories(), self.choice_, commit=False, learn=start > 0,
-                                    first=start)
+                                    first=start, noise=self.choice_.noise())
             out[order[start:end]] = value[start:]
         self.static_ = fitted(order)
         self.histories_ = self._histories()
         static = self.static_.predict(plain, numeric, n, ns)
         self._corrected(groups, ns, static, log_peaks - static, self.histories_, self.choice_,
                         commit=True, learn=False, first=n)
+        self.noise_ = self.choice_.noise()
         return out
 
     def __setstate__(self, state: dict) -> None:
         """Levels pickled before ``combine`` (format 10.1) choose one candidate."""
         state.setdefault("combine", "choose")
+        state.setdefault("noise_", 0.0)
         self.__dict__.update(state)
 
     def _choice(self) -> _Choice:
@@ -369,7 +374,7 @@ class JobLevel:
         static = self.static_.predict(codes, numeric, ns.size, ns)
         residuals = None if log_peaks is None else log_peaks - static
         return self._corrected(groups, ns, static, residuals, self.histories_, self.choice_,
-                               commit=commit, learn=commit)
+                               commit=commit, learn=commit, noise=self.noise_)
 
     def _alphas(self) -> tuple[float, ...]:
         """The EWM weights of the candidates: ``alpha`` first, then ``memories``."""
@@ -405,7 +410,8 @@ class JobLevel:
 
     def _corrected(self, groups: Groups, ns: np.ndarray, static: np.ndarray,
                    residuals: np.ndarray | None, histories: dict[tuple[str, float], MeanHistory],
-                   choice: _Choice, *, commit: bool, learn: bool, first: int = 0) -> np.ndarray:
+                   choice: _Choice, *, commit: bool, learn: bool, first: int = 0,
+                   noise: float = 0.0) -> np.ndarray:
         """Static level plus each row's chosen candidate's correction. With residuals (a replay in
         time order) each row's choice also sees the errors of the rows before it; the ``first``
         rows in time only replay into the histories (their values are not computed). ``commit``
@@ -417,7 +423,7 @@ class JobLevel:
         total, total_jobs = choice.errors.sum(axis=0)[:, None], choice.jobs
         if residuals is None:
             scores = choice.of(keys)[codes].T + self._prior(total, np.full(codes.size, total_jobs))
-            return value + self._combined(scores, table, total.min(axis=0), total_jobs)
+            return value + self._combined(scores, table, noise)
         tail = order[first:]
         if not tail.size:
             return value
@@ -436,26 +442,21 @@ class JobLevel:
         group_before -= grouped
         group_before -= group_before[:, starts]
         group_before += choice.of(keys)[sorted_codes].T
-        jobs_before = np.cumsum(known) - known + total_jobs
-        scores = self._prior(before, jobs_before)
+        scores = self._prior(before, np.cumsum(known) - known + total_jobs)
         scores[:, by_group] += group_before
-        value[tail] += self._combined(scores, table[:, tail], before.min(axis=0), jobs_before)
+        value[tail] += self._combined(scores, table[:, tail], noise)
         if learn:
             choice.add(keys, codes[tail][known], errors[:, known])
         return value
 
-    def _combined(self, scores: np.ndarray, table: np.ndarray, least: np.ndarray, jobs) -> np.ndarray:
+    def _combined(self, scores: np.ndarray, table: np.ndarray, noise: float) -> np.ndarray:
         """Per column of ``table`` (candidates by rows), the correction ``combine`` makes of the
-        candidates' ``scores``; ``least`` and ``jobs``: the least errors of a candidate over all
-        jobs so far and the number of those jobs (per column, or one for all)."""
-        chosen = table[_finest_least(scores), np.arange(table.shape[1])]
-        if self.combine == "choose":
-            return chosen
-        with np.errstate(divide="ignore", invalid="ignore"):
-            noise = np.broadcast_to(np.asarray(least, dtype=float) / jobs, chosen.shape)
-            weights = np.exp(-(scores - scores.min(axis=0)) / (2.0 * noise))
-            averaged = (weights * table).sum(axis=0) / weights.sum(axis=0)
-        return np.where(noise > 0.0, averaged, chosen)  # no errors yet: nothing to weigh by
+        candidates' ``scores``; ``noise``: the best candidate's mean squared error (0: no errors
+        yet, so the least ``scores`` choose)."""
+        if self.combine == "choose" or noise <= 0.0:
+            return table[_finest_least(scores), np.arange(table.shape[1])]
+        weights = np.exp(-(scores - scores.min(axis=0)) / (2.0 * noise))
+        return (weights * table).sum(axis=0) / weights.sum(axis=0)
 
     def _prior(self, errors: np.ndarray, jobs: np.ndarray) -> np.ndarray:
         """``choice_prior`` jobs' worth of the mean error of ``jobs`` jobs (``errors``: their sum)."""
@@ -470,6 +471,10 @@ class _Choice:
         self.index: dict[Hashable, int] = {}
         self.errors = np.zeros((0, n_candidates))
         self.jobs = 0  # with a peak, over all groups
+
+    def noise(self) -> float:
+        """Mean squared error over all jobs of the candidate that erred least (0: no jobs yet)."""
+        return float(self.errors.sum(axis=0).min()) / self.jobs if self.jobs else 0.0
 
     def of(self, keys: list[Hashable]) -> np.ndarray:
         """Errors so far of ``keys`` (n_keys, n_candidates)."""
