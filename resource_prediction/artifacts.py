@@ -70,7 +70,8 @@ __all__ = [
 #: per component (``JobLevel.trend``, ``STATIC``; 9.x levels lack both). 10.1: the cost-aware
 #: model may fit its location trees with the Huber loss and grow them beyond ``n_estimators``
 #: (``huber_delta``, ``extend_rounds``; 10.0 models read as before). 10.2: the job-adjusted level
-#: may average its candidates (``JobLevel.combine``; 10.1 levels read as choosing one).
+#: may average its candidates, and its static part price pairs of categories (``JobLevel.combine``,
+#: ``interactions``; 10.1 levels read as choosing one, without interactions).
 FORMAT_VERSION = "10.2"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20

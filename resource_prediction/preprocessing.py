@@ -312,6 +312,11 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Grouping within which ``hist_grp_level`` chooses among its candidates (:class:`~resource_
         prediction.features.level.JobLevel`'s ``choose_within``); ``"global"``: one choice for all;
         None: the schema's (build telemetry ``"coarse"``, the others ``"global"``).
+    level_interactions : bool or None, default=None
+        Whether the static part of ``hist_grp_level`` may price the schema's pairs of categories
+        (:class:`~resource_prediction.features.level.JobLevel`'s ``interactions``, kept only where
+        they lower its errors on later jobs; build telemetry: the component's own effect of its
+        build type and architecture; the others have none); None: yes.
     level_combine : {None, "choose", "average"}, default=None
         Whether ``hist_grp_level`` takes the candidate that erred least or their mean weighted by
         their errors (:class:`~resource_prediction.features.level.JobLevel`'s ``combine``); None:
@@ -376,6 +381,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         level_memories: tuple[float, ...] | None = None,
         level_choice: str | None = None,
         level_combine: str | None = None,
+        level_interactions: bool | None = None,
         level_trend: bool | None = None,
         level_request: bool | None = None,
         heavy_targets: tuple[str, ...] = ("dist",),
@@ -389,6 +395,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.level_memories = level_memories
         self.level_choice = level_choice
         self.level_combine = level_combine
+        self.level_interactions = level_interactions
         self.level_trend = level_trend
         self.level_request = level_request
         self.heavy_targets = heavy_targets
@@ -408,7 +415,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         _check_numbers("level_shrinkage", self.level_shrinkage, "positive numbers", lambda k: k > 0)
         if self.level_memories is not None:
             _check_numbers("level_memories", self.level_memories, "weights in (0, 1]", lambda a: 0 < a <= 1)
-        for name in ("level_trend", "level_request"):
+        for name in ("level_trend", "level_request", "level_interactions"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool | np.bool_):
                 raise ValueError(f"{name} must be None or a bool, got {value!r}")
@@ -565,7 +572,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     def __setstate__(self, state: dict) -> None:
         """Preprocessors pickled before schemas existed were fitted on build telemetry; those
         pickled before ``level_request`` (format 10.0) read the request in the static level, and
-        those before ``level_combine`` (format 10.1) chose one candidate of the level."""
+        those before ``level_combine`` (format 10.1) chose one candidate of the level and priced
+        no interactions."""
         if "history_" in state and "schema_" not in state:
             state.update(schema_=BUILD, dropped_features_=[], temporal_features_=list(BUILD.temporal),
                          categorical_inputs_=list(BUILD.categorical), derived_features_=list(BUILD.numeric),
@@ -573,6 +581,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         state.setdefault("schema", None)
         state.setdefault("level_request", True)
         state.setdefault("level_combine", "choose")
+        state.setdefault("level_interactions", False)
         self.__dict__.update(state)
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -688,7 +697,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         settings = self._level_settings()
         self.level_ = JobLevel(self.ewm_alpha, self.min_history, tuple(float(k) for k in self.level_shrinkage),
                                settings["memories"], settings["choose_within"], trend=settings["trend"],
-                               combine=settings["combine"])
+                               combine=settings["combine"], interactions=settings["interactions"])
         with np.errstate(divide="ignore", invalid="ignore"):
             log_peaks = np.log(peaks)
         return np.exp(self.level_.fit(parsed.keys.levels(), parsed.keys.ns, sized,
@@ -704,6 +713,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         return {"memories": tuple(float(a) for a in given(self.level_memories, schema.level_memories)),
                 "choose_within": given(self.level_choice, schema.level_choice),
                 "combine": given(self.level_combine, schema.level_combine),
+                "interactions": schema.level_interactions if given(self.level_interactions, True) else (),
                 "trend": schema.task if given(self.level_trend, schema.trend) else None,
                 "request": bool(given(self.level_request, schema.level_request))}
 

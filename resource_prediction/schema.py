@@ -99,6 +99,11 @@ class Schema:
         data, cost-aware model: expected cost against the oracle's lower on every scenario but one
         and on the second generator); on the Nextflow traces' cold-start draws where the location
         trees compete the mean made the model worse, so workflow traces and Slurm choose one.
+    level_interactions : tuple of (str, str)
+        Pairs of categorical features whose combinations the job-adjusted level's static part may
+        price (:class:`~resource_prediction.features.level.StaticLevel`'s ``interactions``; kept
+        where they lower its errors on later jobs): a component's own effect of its build type
+        and of its architecture.
     """
 
     name: str
@@ -118,6 +123,7 @@ class Schema:
     level_request: bool = True
     level_memories: tuple[float, ...] = ()
     level_combine: str = "choose"
+    level_interactions: tuple[tuple[str, str], ...] = ()
 
     def with_options(self, **options) -> Schema:
         """A copy with reading options (``None`` values are left out)."""
@@ -149,6 +155,7 @@ BUILD = Schema(
     level_request=False,
     level_memories=(0.1,),
     level_combine="average",
+    level_interactions=(("component", "makeType"), ("component", "architecture")),
     required=("time", "location", "component", "buildProfile", "makeType", "ts_phase", "branch", "targets",
               "jobs", "localJobs"),
 )

@@ -24,7 +24,7 @@ from scipy import sparse
 
 from resource_prediction.features.history import MeanHistory, replay_means
 
-__all__ = ["COMBINE", "LEVEL_FIT_ROWS", "LEVEL_REFITS", "LEVELS", "MARGIN", "STATIC", "TREND_HORIZON",
+__all__ = ["COMBINE", "INTERACTION_PENALTY", "LEVEL_FIT_ROWS", "LEVEL_REFITS", "LEVELS", "MARGIN", "STATIC", "TREND_HORIZON",
            "TREND_PENALTY", "JobLevel", "StaticLevel", "effective_count"]
 
 #: Groupings of the residual history, finest first.
@@ -49,6 +49,8 @@ TREND_HORIZON = 0.5
 TREND_PENALTY = 30.0
 #: The candidate without correction: the static level alone.
 STATIC = "static"
+#: Ridge penalty of the interactions' coefficients, relative to ``alpha``.
+INTERACTION_PENALTY = 5.0
 #: How a job's level uses the candidates (:class:`JobLevel`'s ``combine``).
 COMBINE: tuple[str, ...] = ("choose", "average")
 
@@ -64,6 +66,11 @@ class StaticLevel:
         Categorical feature each of whose categories gets its own slope in time (on top of one
         slope for all jobs), penalised :data:`TREND_PENALTY` times ``alpha``; time runs from -1 to
         1 over the fitted jobs and stops :data:`TREND_HORIZON` spans after them. None: no trend.
+    interactions : tuple of (str, str)
+        Pairs of categorical features each combination of whose categories gets its own
+        coefficient (on top of each feature's own), penalised :data:`INTERACTION_PENALTY` times
+        ``alpha``: one component's debug builds may need twice the memory of its release builds,
+        another's about the same.
 
     Attributes
     ----------
@@ -78,15 +85,26 @@ class StaticLevel:
     span_ : tuple of float or None
         First and last fitted time (ns); None: no trend was fitted (``trend`` None or missing,
         or no time given).
+    interaction_coef_ : dict of (str, str) to ndarray
+        Per pair of ``interactions`` (both features given), one coefficient per combination of
+        their codes (first feature by rows).
     slope_ : float
         Slope of all jobs.
     trend_coef_ : ndarray or None
         Slope of each category of ``trend``.
     """
 
-    def __init__(self, alpha: float = 1.0, trend: str | None = None):
+    def __init__(self, alpha: float = 1.0, trend: str | None = None,
+                 interactions: tuple[tuple[str, str], ...] = ()):
         self.alpha = alpha
         self.trend = trend
+        self.interactions = interactions
+
+    def __setstate__(self, state: dict) -> None:
+        """Static levels pickled before ``interactions`` (format 10.1) have none."""
+        state.setdefault("interactions", ())
+        state.setdefault("interaction_coef_", {})
+        self.__dict__.update(state)
 
     @staticmethod
     def _log1p(values: np.ndarray) -> np.ndarray:
@@ -117,6 +135,14 @@ class StaticLevel:
                 (np.ones(rows.size), (np.arange(rows.size), c[rows])), shape=(rows.size, size)))
             offsets[name] = (start, size)
             start += size
+        pairs = {}
+        for a, b in self.interactions:
+            if a in codes and b in codes:
+                (ca, size_a), (cb, size_b) = codes[a], codes[b]
+                blocks.append(sparse.csr_matrix((np.ones(rows.size), (np.arange(rows.size), ca[rows] * size_b + cb[rows])),
+                                                shape=(rows.size, size_a * size_b)))
+                pairs[a, b] = (start, size_a, size_b)
+                start += size_a * size_b
         self.numeric_ = {}
         columns = []
         for name, values in numeric.items():
@@ -143,10 +169,14 @@ class StaticLevel:
         if self.span_ is not None:
             penalty[slopes] *= TREND_PENALTY
             penalty[-2] *= TREND_PENALTY  # the slope of all jobs
+        for at, size_a, size_b in pairs.values():
+            penalty[at : at + size_a * size_b] *= INTERACTION_PENALTY
         penalty[-1] = 0.0
         coef = np.linalg.lstsq(gram + np.diag(penalty), design.T @ log_peaks[rows], rcond=None)[0]
         self.intercept_ = float(coef[-1]) if rows.size else 0.0
         self.category_coef_ = {name: coef[a : a + size].copy() for name, (a, size) in offsets.items()}
+        self.interaction_coef_ = {pair: coef[at : at + size_a * size_b].reshape(size_a, size_b)
+                                  for pair, (at, size_a, size_b) in pairs.items()}
         self.trend_coef_ = coef[slopes].copy() if self.span_ is not None else None
         self.slope_ = float(coef[-2]) if self.span_ is not None else 0.0
         for name, value in zip(self.numeric_, coef[start : start + len(self.numeric_)], strict=True):
@@ -160,6 +190,10 @@ class StaticLevel:
         out = np.full(n, self.intercept_)
         for name, coef in self.category_coef_.items():
             out += self._coef(coef, codes[name])
+        for (a, b), coef in self.interaction_coef_.items():
+            ca, cb = codes[a], codes[b]
+            known = (ca < coef.shape[0]) & (cb < coef.shape[1])
+            out += np.where(known, coef[np.where(known, ca, 0), np.where(known, cb, 0)], 0.0)
         if self.span_ is not None:
             if ns is None:
                 raise ValueError("this static level has a trend: predict needs the jobs' times (ns)")
@@ -269,6 +303,11 @@ class JobLevel:
     combine : {"choose", "average"}
         ``"choose"``: each job takes the candidate that erred least; ``"average"``: the candidates'
         mean weighted by their errors (above).
+    interactions : tuple of (str, str)
+        The static level's ``interactions`` (:class:`StaticLevel`), kept only where they earn their
+        place: in ``fit`` the static level is fitted block by block with and without them, and
+        each block's jobs get them if with them it erred less (squared log error) on the blocks
+        before; later jobs if so over all blocks.
 
     Attributes
     ----------
@@ -286,13 +325,20 @@ class JobLevel:
         Per group of ``choose_within``, the candidates' squared errors so far; the jobs behind them.
     noise_ : float
         ``s**2`` of ``combine="average"``, from the training jobs.
+    interactions_ : tuple of (str, str)
+        The static level's interactions: ``interactions`` or none.
+    interaction_errors_ : ndarray of shape (2,)
+        Squared errors of the static level on the next blocks' jobs without and with
+        ``interactions`` (none given: zeros).
     """
 
     def __init__(self, alpha: float, min_history: int = 1, shrinkage: tuple[float, ...] = (),
                  memories: tuple[float, ...] = (), choose_within: str = "global",
-                 choice_prior: float = 20.0, trend: str | None = None, combine: str = "choose"):
+                 choice_prior: float = 20.0, trend: str | None = None, combine: str = "choose",
+                 interactions: tuple[tuple[str, str], ...] = ()):
         self.alpha = alpha
         self.combine = combine
+        self.interactions = interactions
         self.trend = trend
         self.min_history = min_history
         self.shrinkage = shrinkage
@@ -322,27 +368,39 @@ class JobLevel:
         if self.combine not in COMBINE:
             raise ValueError(f"combine must be one of {COMBINE}, got {self.combine!r}")
 
-        def fitted(rows: np.ndarray) -> StaticLevel:
+        def fitted(rows: np.ndarray, interactions: tuple = ()) -> StaticLevel:
             if rows.size > LEVEL_FIT_ROWS:
                 rows = rows[np.linspace(0, rows.size - 1, LEVEL_FIT_ROWS).round().astype(np.intp)]
-            return StaticLevel(trend=self.trend).fit(
+            return StaticLevel(trend=self.trend, interactions=interactions).fit(
                 {col: (c[rows], size) for col, (c, size) in codes.items()},
                 {k: v[rows] for k, v in numeric.items()}, log_peaks[rows], ns[rows])
 
+        def static_of(rows: np.ndarray, level: StaticLevel) -> np.ndarray:
+            return level.predict({col: c[rows] for col, c in plain.items()},
+                                 {k: v[rows] for k, v in numeric.items()}, rows.size, ns[rows])
+
         cuts = [0, *(int(round(share * n)) for share in LEVEL_REFITS), n]
+        options = ((), tuple(map(tuple, self.interactions)))
+        self.interaction_errors_ = np.zeros(2)
         out = np.zeros(n)
         self.choice_ = self._choice()
         for start, end in zip(cuts[:-1], cuts[1:], strict=True):
             if end <= start:
                 continue
             upto = order[:end]  # the block and the jobs before it, in time order
-            static = fitted(order[:start]).predict({col: c[upto] for col, c in plain.items()},
-                                                   {k: v[upto] for k, v in numeric.items()}, end, ns[upto])
+            chosen = self._interactions_kept()  # by the blocks before this one
+            fits = {option: fitted(order[:start], option)
+                    for option in (options if self.interactions and start else (chosen,))}
+            for i, option in enumerate(options if len(fits) > 1 else ()):
+                error = log_peaks[order[start:end]] - static_of(order[start:end], fits[option])
+                self.interaction_errors_[i] += np.sum(np.square(error[np.isfinite(error)]))
+            static = static_of(upto, fits[chosen])
             value = self._corrected(_subset(groups, upto), ns[upto], static, log_peaks[upto] - static,
                                     self._histories(), self.choice_, commit=False, learn=start > 0,
                                     first=start, noise=self.choice_.noise())
             out[order[start:end]] = value[start:]
-        self.static_ = fitted(order)
+        self.interactions_ = self._interactions_kept()
+        self.static_ = fitted(order, self.interactions_)
         self.histories_ = self._histories()
         static = self.static_.predict(plain, numeric, n, ns)
         self._corrected(groups, ns, static, log_peaks - static, self.histories_, self.choice_,
@@ -354,7 +412,15 @@ class JobLevel:
         """Levels pickled before ``combine`` (format 10.1) choose one candidate."""
         state.setdefault("combine", "choose")
         state.setdefault("noise_", 0.0)
+        state.setdefault("interactions", ())
+        state.setdefault("interactions_", ())
+        state.setdefault("interaction_errors_", np.zeros(2))
         self.__dict__.update(state)
+
+    def _interactions_kept(self) -> tuple:
+        """``interactions`` if with them the static level erred less so far, else none."""
+        with_them = self.interaction_errors_[1] < self.interaction_errors_[0]
+        return tuple(map(tuple, self.interactions)) if with_them else ()
 
     def _choice(self) -> _Choice:
         return _Choice(len(self.candidates_))
