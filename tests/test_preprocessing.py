@@ -661,6 +661,46 @@ def test_job_level_average_errs_less_where_few_jobs_choose_and_chooses_where_man
         _level_errors(**many, combine="mean")
 
 
+def _paired_jobs(effect: float, n: int = 3000, seed: int = 0):
+    """Jobs of 20 task types and 3 kinds whose log peaks have each kind's effect, plus a
+    combination's own effect of standard deviation ``effect``, plus noise 0.3."""
+    rng = np.random.default_rng(seed)
+    task, kind = rng.integers(0, 20, n), rng.integers(0, 3, n)
+    truth = 1.0 + np.array([0.0, 0.6, -0.3])[kind] + rng.normal(0.0, effect, (20, 3))[task, kind]
+    return {"task": (task, 20), "kind": (kind, 3)}, truth, truth + rng.normal(0.0, 0.3, n)
+
+
+def test_static_level_prices_pairs_of_categories():
+    """With ``interactions`` the static level recovers each combination's own effect; without, it
+    errs by about that effect. A combination not fitted gets the two features' own effects."""
+    codes, truth, log_peaks = _paired_jobs(effect=0.3)
+    plain = {name: c for name, (c, _) in codes.items()}
+    paired = StaticLevel(interactions=(("task", "kind"),)).fit(codes, {}, log_peaks)
+    alone = StaticLevel().fit(codes, {}, log_peaks)
+    rmse = {name: np.sqrt(np.mean((level.predict(plain, {}, truth.size) - truth) ** 2))
+            for name, level in (("paired", paired), ("alone", alone))}
+    assert rmse["paired"] < 0.4 * rmse["alone"]  # 0.09 against 0.3
+    assert paired.interaction_coef_["task", "kind"].shape == (20, 3)
+    unseen = paired.predict({"task": np.array([25]), "kind": np.array([1])}, {}, 1)
+    assert unseen[0] == pytest.approx(paired.intercept_ + paired.category_coef_["kind"][1])
+
+
+@pytest.mark.parametrize(("effect", "kept"), [(0.3, True), (0.0, False)])
+def test_job_level_keeps_interactions_only_where_they_lower_its_forward_errors(effect, kept):
+    """Fitted block by block, the static level with a pair's effects errs less on the next jobs
+    where the combinations differ, and more where they do not: the level keeps the pair in the
+    first case only, and says why (``interaction_errors_``: without, with)."""
+    codes, _, log_peaks = _paired_jobs(effect=effect)
+    one = np.zeros(log_peaks.size, dtype=np.intp)
+    groups = {level: (one, ["all"]) for level in ("fine", "coarse", "global")}
+    level = JobLevel(alpha=0.3, interactions=(("task", "kind"),))
+    level.fit(groups, np.arange(log_peaks.size), codes, {}, log_peaks)
+    without, with_pairs = level.interaction_errors_
+    assert bool(with_pairs < without) is kept
+    assert level.interactions_ == ((("task", "kind"),) if kept else ())
+    assert bool(level.static_.interaction_coef_) is kept
+
+
 def test_job_level_chooses_by_the_errors_of_the_levels_the_jobs_saw():
     """The errors that choose are those of the levels ``fit`` returns (each job's, causal), after
     the first block, which has no static level: with one group, every candidate's errors are the
@@ -774,6 +814,8 @@ def test_level_defaults_follow_the_schema_unless_set(tmp_path):
     assert ModelPreprocessor().fit(df).level_.choose_within == "coarse"
     assert ModelPreprocessor(level_choice="global").fit(df).level_.choose_within == "global"
     assert ModelPreprocessor().fit(df).level_.combine == "average"
+    assert ModelPreprocessor().fit(df).level_.interactions == (("component", "makeType"), ("component", "architecture"))
+    assert ModelPreprocessor(level_interactions=False).fit(df).level_.interactions == ()
     assert ModelPreprocessor(level_combine="choose").fit(df).level_.combine == "choose"
     assert ModelPreprocessor().fit(df).level_.static_.trend == "component"
     assert ModelPreprocessor().fit(df).level_.static_.span_ is not None
@@ -783,6 +825,7 @@ def test_level_defaults_follow_the_schema_unless_set(tmp_path):
     assert ModelPreprocessor().fit(trace).level_.choose_within == "global"
     assert ModelPreprocessor().fit(trace).level_.memories == ()
     assert ModelPreprocessor().fit(trace).level_.combine == "choose"
+    assert ModelPreprocessor().fit(trace).level_.interactions == ()
     assert "memreq_gb" in ModelPreprocessor().fit(trace).level_.static_.numeric_
     assert "memreq_gb" not in ModelPreprocessor(level_request=False).fit(trace).level_.static_.numeric_
     assert ModelPreprocessor(level_trend=True).fit(trace).level_.static_.span_ is not None
@@ -790,6 +833,8 @@ def test_level_defaults_follow_the_schema_unless_set(tmp_path):
         ModelPreprocessor(level_trend="yes").fit(df)
     with pytest.raises(ValueError, match="level_request"):
         ModelPreprocessor(level_request=1).fit(df)
+    with pytest.raises(ValueError, match="level_interactions"):
+        ModelPreprocessor(level_interactions="yes").fit(df)
     with pytest.raises(ValueError, match="level_combine"):
         ModelPreprocessor(level_combine="mean").fit(df)
 
@@ -808,12 +853,16 @@ def test_a_preprocessor_pickled_before_level_request_keeps_reading_the_request()
 
 
 def test_a_preprocessor_pickled_before_level_combine_keeps_choosing_one_candidate():
-    """A preprocessor and level pickled before ``combine`` existed (format 10.1) chose one candidate:
-    restored, they say so and give the same features."""
+    """A preprocessor and level pickled before ``combine`` and ``interactions`` existed (format
+    10.1) chose one candidate and priced no pairs: restored, they say so and give the same
+    features."""
     df = generate_telemetry(1500, seed=2)
-    fitted = ModelPreprocessor(level_combine="choose").fit(df.iloc[:1200])
+    fitted = ModelPreprocessor(level_combine="choose", level_interactions=False).fit(df.iloc[:1200])
     old = pickle.loads(pickle.dumps(fitted))
-    del old.level_combine, old.level_.combine
+    del old.level_combine, old.level_interactions, old.level_.combine, old.level_.interactions
+    del old.level_.interactions_, old.level_.interaction_errors_
+    del old.level_.static_.interactions, old.level_.static_.interaction_coef_
     restored = pickle.loads(pickle.dumps(old))
     assert restored.level_combine == "choose" and restored.level_.combine == "choose"
+    assert restored.level_interactions is False and restored.level_.interactions_ == ()
     pd.testing.assert_frame_equal(restored.transform(df.iloc[1200:]), fitted.transform(df.iloc[1200:]))
