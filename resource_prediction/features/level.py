@@ -409,7 +409,8 @@ class JobLevel:
         return out
 
     def __setstate__(self, state: dict) -> None:
-        """Levels pickled before ``combine`` (format 10.1) choose one candidate."""
+        """Levels pickled before ``combine`` and ``interactions`` (format 10.1) choose one
+        candidate and price no pairs."""
         state.setdefault("combine", "choose")
         state.setdefault("noise_", 0.0)
         state.setdefault("interactions", ())
