@@ -95,9 +95,9 @@ class Schema:
         Nextflow traces' cold-start draws the longer memory made the model worse.
     level_combine : {"choose", "average"}
         Default way the job-adjusted level uses its candidates (:class:`~resource_prediction.
-        features.level.JobLevel`'s ``combine``): a build's weighted mean of them (generated build
-        data, cost-aware model: expected cost against the oracle's lower on every scenario but one
-        and on the second generator); on the Nextflow traces' cold-start draws where the location
+        features.level.JobLevel`'s ``combine``): a build's weighted mean of them (cost-aware model,
+        expected cost against the oracle's: 34 generated sets 1.135 to 1.131, 22 better and 11
+        worse; ``book/features.md``); on the Nextflow traces' cold-start draws where the location
         trees compete the mean made the model worse, so workflow traces and Slurm choose one.
     level_interactions : tuple of (str, str)
         Pairs of categorical features whose combinations the job-adjusted level's static part may

@@ -687,17 +687,13 @@ class CostAwareRegressor(BasePredictor):
 
     def _forward_location(self, Xa: np.ndarray, z: np.ndarray, kind: str, rounds: int):
         """The location's predictions of each calibration block after each of its round stops
-        (trees of ``rounds`` rounds fitted on the rows before it), and per categorical Mondrian
-        feature how often the fitted rows had each predicted row's category."""
+        (trees of ``rounds`` rounds fitted on the rows before it)."""
         make_location = self._makers(kind, rounds)[0]
         stops, pieces = self._round_stops(kind, rounds, first=self.n_estimators), []
-        times_seen = {i: [] for i in self._mondrian_indices() if self._is_categorical(i)}
         for train, test in self._splits(z.size):
             model = self._fit_model(make_location, Xa[train], z[train])
             pieces.append((test, self._staged(model, Xa[test], stops, float(np.median(z[train])))))
-            for index, parts in times_seen.items():
-                parts.append(_times_seen(Xa[train, index], Xa[test, index]))
-        return stops, pieces, times_seen
+        return stops, pieces
 
     def _calibrate(self, Xa: np.ndarray, y: np.ndarray, kind: str) -> list[_Calibration]:
         """Forward (or cross-fitted) calibration of one location kind, one candidate per
@@ -708,7 +704,7 @@ class CostAwareRegressor(BasePredictor):
         z = np.log(y) - log_offset
         rounds, limit = int(self.n_estimators), int(self.n_estimators) * int(self.extend_rounds)
         while True:
-            stops, pieces, times_seen = self._forward_location(Xa, z, kind, rounds)
+            stops, pieces = self._forward_location(Xa, z, kind, rounds)
             rows = np.concatenate([p[0] for p in pieces])
             staged = np.concatenate([p[1] for p in pieces], axis=1)
             # The trees stop where their forward predictions were best: on 2,000 jobs a few
@@ -718,6 +714,10 @@ class CostAwareRegressor(BasePredictor):
             if best_stop < stops.size - 1 or stops.size == 1 or rounds >= limit:  # size 1: no grid
                 break
             rounds = min(2 * rounds, limit)
+        # Per categorical Mondrian feature, how often the fitted rows had each predicted row's category.
+        splits = self._splits(z.size)
+        times_seen = {i: [_times_seen(Xa[train, i], Xa[test, i]) for train, test in splits]
+                      for i in self._mondrian_indices() if self._is_categorical(i)}
         mu = staged[best_stop].copy()
         residual = z[rows] - mu
         mu += log_offset[rows]
