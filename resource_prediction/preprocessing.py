@@ -46,7 +46,7 @@ feature families (see :attr:`ModelPreprocessor.feature_names_`):
   features.vpa`); a group without peaks shows its fallback's ``hist_grp_max_20`` there. History
   columns are never NaN, so a baseline ``hist_grp_p95_5 x margin`` always works.
 * the job-adjusted level ``hist_grp_level`` (GB): the static level of the job's configuration
-  (:class:`~resource_prediction.features.level.StaticLevel`, a ridge regression of ``log(peak)`` on
+  (:class:`~resource_prediction.features.static_level.StaticLevel`, a ridge regression of ``log(peak)`` on
   the categorical and numeric features) times ``exp`` of the exponentially weighted mean residual
   (``log(peak)`` minus the static level) of earlier jobs of its group: the fine group, the coarse
   group or all jobs, whichever erred least on the jobs before it. In ``fit`` the static level is

@@ -74,7 +74,7 @@ class Schema:
         Reading options the model must reuse on new rows (``input_size="rchar"``).
     trend : bool
         Whether the job-adjusted level's static part has a time trend per task type by default
-        (:class:`~resource_prediction.features.level.StaticLevel`'s ``trend``): a component's
+        (:class:`~resource_prediction.features.static_level.StaticLevel`'s ``trend``): a component's
         builds grow with its code base over months, while the order of one workflow run's tasks
         is no growth (on the Nextflow traces' cold-start draws a trend made the model worse).
     level_choice : {"global", "coarse", "fine"}
@@ -101,7 +101,7 @@ class Schema:
         trees compete the mean made the model worse, so workflow traces and Slurm choose one.
     level_interactions : tuple of (str, str)
         Pairs of categorical features whose combinations the job-adjusted level's static part may
-        price (:class:`~resource_prediction.features.level.StaticLevel`'s ``interactions``; kept
+        price (:class:`~resource_prediction.features.static_level.StaticLevel`'s ``interactions``; kept
         where they lower its errors on later jobs): a component's own effect of its build type
         and of its architecture.
     """

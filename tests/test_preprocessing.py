@@ -16,15 +16,9 @@ from sklearn.exceptions import NotFittedError
 
 from resource_prediction.data import load_telemetry, save_telemetry
 from resource_prediction.features.history import MeanHistory, replay_means
-from resource_prediction.features.level import (
-    INTERACTION_MARGIN,
-    LEVEL_REFITS,
-    STATIC,
-    TREND_HORIZON,
-    JobLevel,
-    StaticLevel,
-)
+from resource_prediction.features.level import INTERACTION_MARGIN, LEVEL_REFITS, STATIC, JobLevel
 from resource_prediction.features.raw import SMALL_FRAME, UNKNOWN
+from resource_prediction.features.static_level import TREND_HORIZON, StaticLevel
 from resource_prediction.preprocessing import (
     CATEGORICAL_FEATURES,
     HISTORY_FEATURES,
@@ -854,17 +848,21 @@ def test_a_preprocessor_pickled_before_level_request_keeps_reading_the_request()
     pd.testing.assert_frame_equal(restored.transform(df.iloc[1200:]), fitted.transform(df.iloc[1200:]))
 
 
-def test_a_preprocessor_pickled_before_level_combine_keeps_choosing_one_candidate():
+def test_a_preprocessor_pickled_before_level_combine_keeps_choosing_one_candidate(monkeypatch):
     """A preprocessor and level pickled before ``combine`` and ``interactions`` existed (format
-    10.1) chose one candidate and priced no pairs: restored, they say so and give the same
-    features."""
+    10.1) chose one candidate and priced no pairs, and named the static level's class in
+    ``features.level``: restored, they say so and give the same features."""
     df = generate_telemetry(1500, seed=2)
     fitted = ModelPreprocessor(level_combine="choose", level_interactions=False).fit(df.iloc[:1200])
     old = pickle.loads(pickle.dumps(fitted))
     del old.level_combine, old.level_interactions, old.level_.combine, old.level_.interactions
     del old.level_.interactions_, old.level_.interaction_errors_
     del old.level_.static_.interactions, old.level_.static_.interaction_coef_
-    restored = pickle.loads(pickle.dumps(old))
+    with monkeypatch.context() as patch:
+        patch.setattr(StaticLevel, "__module__", "resource_prediction.features.level")
+        stored = pickle.dumps(old)
+    assert b"resource_prediction.features.level" in stored and b"static_level" not in stored
+    restored = pickle.loads(stored)
     assert restored.level_combine == "choose" and restored.level_.combine == "choose"
     assert restored.level_interactions is False and restored.level_.interactions_ == ()
     pd.testing.assert_frame_equal(restored.transform(df.iloc[1200:]), fitted.transform(df.iloc[1200:]))
