@@ -9,6 +9,7 @@ import pytest
 from resource_prediction.data import time_split
 from resource_prediction.metrics import business_score
 from resource_prediction.models import CostAwareRegressor
+from resource_prediction.models.calibration import block_median_score
 from resource_prediction.models.cost_aware import (
     GUARD_FLOORS,
     LOCATIONS,
@@ -16,7 +17,6 @@ from resource_prediction.models.cost_aware import (
     SCALE_MONDRIAN,
     SPREAD_MONDRIAN,
     TREE_KINDS,
-    block_median_score,
 )
 from resource_prediction.models.guard import guard_allocation
 from resource_prediction.preprocessing import ModelPreprocessor

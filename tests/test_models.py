@@ -32,7 +32,7 @@ from resource_prediction.models import (
     learn_bins,
 )
 from resource_prediction.models.base import RECENT_FRACTION, RECENT_MIN_JOBS
-from resource_prediction.models.cost_aware import tail_levels
+from resource_prediction.models.calibration import tail_levels
 from resource_prediction.models.quantile_ensemble import DEFAULT_MEMBERS
 from resource_prediction.preprocessing import ModelPreprocessor
 from resource_prediction.registry import families, get_family

@@ -52,13 +52,19 @@ from resource_prediction.features.raw import UNKNOWN
 from resource_prediction.metrics import DEFAULT_PENALTY, business_score
 from resource_prediction.models.adapters import fit_with_categoricals, predict_fast
 from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
+from resource_prediction.models.calibration import (
+    block_scores,
+    least_squares_row,
+    tail_levels,
+    times_seen,
+    weighted_quantiles,
+)
 from resource_prediction.models.guard import guard_allocation
 from resource_prediction.schema import SCHEMAS
 
 __all__ = [
     "CALIBRATIONS", "GUARD_FLOORS", "LOCATIONS", "RELATIVE", "SCALE_BINS", "SCALE_MONDRIAN", "SPREAD_MONDRIAN",
-    "TASK_COLUMNS", "TREE_KINDS", "CostAwareRegressor",
-    "block_median_score", "block_scores", "search_space", "tail_levels", "weighted_quantiles",
+    "TASK_COLUMNS", "TREE_KINDS", "CostAwareRegressor", "search_space",
 ]
 
 #: Rows per chunk when building the (rows x support points) matrix.
@@ -74,8 +80,6 @@ MAX_RATIO = 100.0
 LOCATIONS = ("trees", "huber", "flat", "auto")
 #: The location kinds fitted by boosted trees.
 TREE_KINDS = ("trees", "huber")
-#: Candidates are scored by their median business score over this many blocks of time.
-SCORE_BLOCKS = 4
 #: Mondrian candidate that sorts jobs by their predicted scale (cut at its calibration quantiles
 #: into :data:`SCALE_BINS` categories), not by a feature: the residuals' shape changes with the
 #: spread (a two-valued peak is wide and lopsided, a steady one narrow and symmetric).
@@ -129,84 +133,6 @@ class _Calibration:
     def block_score(self) -> float:
         """Median of the business scores over the blocks of time."""
         return float(np.median(self.blocks))
-
-
-def tail_levels(n_support: int, tail_power: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
-    """Probability levels and weights of ``n_support`` points, denser towards 1.
-
-    The unit interval is cut at ``1 - (1 - u) ** tail_power`` for ``u`` evenly spaced; each
-    point sits at the middle of its cell and weighs the cell's width.
-
-    Examples
-    --------
-    >>> levels, weights = tail_levels(4)
-    >>> bool(np.all(np.diff(levels) > 0)), float(weights.sum())
-    (True, 1.0)
-    """
-    cuts = 1.0 - (1.0 - np.linspace(0.0, 1.0, n_support + 1)) ** tail_power
-    return 0.5 * (cuts[:-1] + cuts[1:]), np.diff(cuts)
-
-
-def weighted_quantiles(values: np.ndarray, levels: np.ndarray, weights: np.ndarray | None = None):
-    """Quantiles of ``values`` at ``levels`` with sample ``weights`` (uniform by default).
-
-    Interpolates the weighted empirical CDF at the mid-points of each value's weight.
-
-    Examples
-    --------
-    >>> weighted_quantiles(np.array([1.0, 2.0, 3.0]), np.array([0.5])).tolist()
-    [2.0]
-    """
-    order = np.argsort(values, kind="stable")
-    v = np.asarray(values, dtype=float)[order]
-    w = np.ones(v.size) if weights is None else np.asarray(weights, dtype=float)[order]
-    cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
-    return np.interp(levels, cdf, v)
-
-
-def _least_squares_row(staged: np.ndarray, target: np.ndarray) -> tuple[int, np.ndarray]:
-    """The row of ``staged`` (one prediction per column) nearest ``target`` in mean squared
-    error, and every row's error."""
-    errors = np.mean((target[None, :] - staged) ** 2, axis=1)
-    return int(np.argmin(errors)), errors
-
-
-def _times_seen(known: np.ndarray, asked: np.ndarray) -> np.ndarray:
-    """For each ``asked`` category code, how many ``known`` rows have it (a missing code: 0)."""
-    known = np.nan_to_num(known, nan=-1.0).astype(np.intp) + 1
-    asked = np.nan_to_num(asked, nan=-1.0).astype(np.intp) + 1
-    counts = np.bincount(known, minlength=int(max(known.max(initial=0), asked.max(initial=0))) + 1)
-    return np.where(asked > 0, counts[asked], 0)
-
-
-def block_median_score(alloc: np.ndarray, y: np.ndarray, order: np.ndarray, penalty: float,
-                       n_blocks: int = SCORE_BLOCKS) -> float:
-    """Median business score of ``alloc`` over ``n_blocks`` consecutive blocks of time.
-
-    ``order`` gives each row's position in time. A candidate must be better through most of the
-    period, and one stretch does not decide: on a small trace the pooled score chose the trees,
-    which beat the flat location by a wide margin on one block, were level on one and lost two;
-    on the next 224 tasks they failed 58 % of them, the flat location almost none.
-
-    Examples
-    --------
-    >>> y = np.ones(8)
-    >>> steady = np.full(8, 1.2)                   # 20 % waste in every block
-    >>> mostly_exact = np.r_[np.ones(6), 0.5, 1.0]  # exact, but one block has a failure
-    >>> round(business_score(mostly_exact, y, penalty=5.0), 1)  # pooled: worse than steady
-    62.5
-    >>> [round(block_median_score(a, y, np.arange(8), 5.0), 1) for a in (steady, mostly_exact)]
-    [20.0, 0.0]
-    """
-    return float(np.median(block_scores(alloc, y, order, penalty, n_blocks)))
-
-
-def block_scores(alloc: np.ndarray, y: np.ndarray, order: np.ndarray, penalty: float,
-                 n_blocks: int = SCORE_BLOCKS) -> np.ndarray:
-    """Business score of ``alloc`` on each of ``n_blocks`` consecutive blocks of time (``order``)."""
-    time_order = np.argsort(order, kind="stable")
-    blocks = [b for b in np.array_split(time_order, min(int(n_blocks), time_order.size)) if b.size]
-    return np.array([business_score(alloc[b], y[b], penalty=penalty) for b in blocks])
 
 
 class CostAwareRegressor(BasePredictor):
@@ -402,7 +328,8 @@ class CostAwareRegressor(BasePredictor):
         chooses the Mondrian feature of each location kind.
     location_scores_ : dict
         Per location kind, its chosen candidate's median business score over
-        :data:`SCORE_BLOCKS` consecutive blocks of those rows: it chooses the kind.
+        :data:`~resource_prediction.models.calibration.SCORE_BLOCKS` consecutive blocks of those
+        rows: it chooses the kind.
     location_block_scores_ : dict
         Per location kind, its chosen candidate's business score on each of those blocks (the
         trees must score lower than the flat location on more than half of them).
@@ -710,14 +637,14 @@ class CostAwareRegressor(BasePredictor):
             # The trees stop where their forward predictions were best: on 2,000 jobs a few
             # rounds (or none: the group's level) beat a hundred that fit the noise; where the
             # last rounds still helped, the trees are grown twice as far (up to the limit).
-            best_stop, errors = _least_squares_row(staged, z[rows])
+            best_stop, errors = least_squares_row(staged, z[rows])
             if best_stop < stops.size - 1 or stops.size == 1 or rounds >= limit:  # size 1: no grid
                 break
             rounds = min(2 * rounds, limit)
         # Per categorical Mondrian feature, how often the fitted rows had each predicted row's category.
         splits = self._splits(z.size)
-        times_seen = {i: [_times_seen(Xa[train, i], Xa[test, i]) for train, test in splits]
-                      for i in self._mondrian_indices() if self._is_categorical(i)}
+        seen_counts = {i: [times_seen(Xa[train, i], Xa[test, i]) for train, test in splits]
+                       for i in self._mondrian_indices() if self._is_categorical(i)}
         mu = staged[best_stop].copy()
         residual = z[rows] - mu
         mu += log_offset[rows]
@@ -730,7 +657,7 @@ class CostAwareRegressor(BasePredictor):
             model = self._fit_model(make_scale, Xa[rows[train]], abs_res[train])
             staged[:, test] = self._staged(model, Xa[rows[test]], scale_stops,
                                            float(np.median(abs_res[train])))
-        best_scale, _ = _least_squares_row(staged, abs_res)
+        best_scale, _ = least_squares_row(staged, abs_res)
         scale_rounds = int(scale_stops[best_scale])
         scale = np.maximum(staged[best_scale], floor)
         standardised, order = residual / scale, rows.astype(float)
@@ -747,8 +674,8 @@ class CostAwareRegressor(BasePredictor):
             # A task type's own quantiles take only the errors of models that knew it: a type's
             # first jobs, predicted from its peers' level, err as the deployed model (which has
             # seen the type) no longer does. Their residuals stay in the pooled quantiles.
-            own = cats if index not in times_seen else np.where(
-                np.concatenate(times_seen[index]) >= self.min_calibration, cats, 0)
+            own = cats if index not in seen_counts else np.where(
+                np.concatenate(seen_counts[index]) >= self.min_calibration, cats, 0)
             table, _ = self._quantile_table(standardised[earlier], own[earlier], order[earlier], index)
             alloc = self._allocate(mu[later], scale[later] * self.widen, table[cats[later]])
             table, counts = self._quantile_table(standardised, own, order, index)
