@@ -17,6 +17,10 @@ few hundred scored jobs is noisy, the expected cost is not.
 training task of a third of the task types that the latest 10 % runs removed (drawn with
 ``--seed``): those types are new when the latest 10 % is replayed, as when a workflow gains
 processes. The holdout is the same tasks as the trace's own.
+
+**Longer holdouts** (``traces_longer_holdout``): each trace again with its latest 20, 30 and 40 %
+scored (``--holdouts``), the models trained on the rest: a model deployed for longer before it is
+refitted, and task types that the shorter training period never ran.
 """
 
 from __future__ import annotations
@@ -142,10 +146,12 @@ def main() -> None:
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES, help="folder of trace_*.csv")
     parser.add_argument("--new-type-draws", type=int, default=2,
                         help="cold-start draws per trace (0: none)")
+    parser.add_argument("--holdouts", type=float, nargs="*", default=[0.2, 0.3, 0.4],
+                        help="longer holdout shares per trace (none: skip)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results: dict = {"seed": args.seed, "commit": commit(), "date": datetime.date.today().isoformat(),
-                     "scenarios": [], "traces": [], "traces_new_types": []}
+                     "scenarios": [], "traces": [], "traces_new_types": [], "traces_longer_holdout": []}
     rng = np.random.default_rng(args.seed)
     traces = sorted(args.traces.glob("trace_*.csv")) if args.traces.is_dir() else []
     if not traces:
@@ -161,6 +167,9 @@ def main() -> None:
                 cold, fraction, new = with_new_types(df, rng)
                 record = evaluate(f"{trace.stem}_new_types_{draw}", cold, Path(tmp), fraction)
                 results["traces_new_types"].append({**record, "new_types": new})
+            for share in args.holdouts:
+                record = evaluate(f"{trace.stem}_latest_{round(100 * share)}", df, Path(tmp), share)
+                results["traces_longer_holdout"].append({**record, "test_fraction": share})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, default=float))
 

@@ -32,7 +32,11 @@ REFERENCE_BENCH = Path(__file__).resolve().parents[1] / "book" / "benchmarks" / 
 #: Baselines of today's practice that every champion is compared with.
 BASELINES = ("configured_request", "max_seen", "vpa", "group_percentile")
 #: Records of the benchmark JSON, and how the page names them.
-SECTIONS = {"scenarios": "scenario", "traces": "trace", "traces_new_types": "trace, new task types"}
+SECTIONS = {"scenarios": "scenario", "traces": "trace", "traces_new_types": "trace, new task types",
+            "traces_longer_holdout": "trace, longer holdout"}
+#: How the summary names the data sets of each trace section.
+TRACE_KINDS = {"trace": "real traces", "trace, new task types": "traces with new task types",
+               "trace, longer holdout": "traces scored on their latest 20-40 %"}
 #: The issue's bar: a champion within this multiple of its oracle.
 ORACLE_BAR = 1.15
 
@@ -94,7 +98,7 @@ def _summary(table: pd.DataFrame) -> list[str]:
             f"By expected cost (every scored job priced under its true peak distribution, free of "
             f"the luck of the peaks drawn), {within} of {total} are within {ORACLE_BAR:g} x; "
             f"the furthest is `{worst['data']}` at {worst['expected x oracle']:.3f} x.")
-    for kind in ("trace", "trace, new task types"):
+    for kind, what in TRACE_KINDS.items():
         rows = table[table["kind"] == kind]
         if not len(rows):
             continue
@@ -102,7 +106,6 @@ def _summary(table: pd.DataFrame) -> list[str]:
         beats = baselines.gt(rows["champion score"], axis=0) | baselines.isna()  # absent: no loss
         lost = [f"`{rows.loc[i, 'data']}` ({', '.join(b for b in BASELINES if not beats.loc[i, b])})"
                 for i in rows.index if not beats.loc[i].all()]
-        what = "real traces" if kind == "trace" else "traces with new task types"
         lines.append(
             f"On {int(beats.all(axis=1).sum())} of {len(rows)} {what} the champion scores below the "
             "configured request, `max_seen`, `vpa` and `group_percentile`"
@@ -124,7 +127,9 @@ def quality_markdown(results: dict | None, source: str = "") -> str:
         "business score on the latest 10 % of the jobs, replayed (lower is better). The scenarios "
         "are those of the generator ({doc}`../data`); the traces are real Nextflow runs, once as "
         "they are and once with every training task of a third of the task types that the latest "
-        "10 % runs removed, so those types are new when it is replayed.", ""]
+        "10 % runs removed, so those types are new when it is replayed. Where the benchmark also "
+        "scored each trace's latest 20, 30 and 40 % (trained on the rest), those rows are named "
+        "`_latest_<share>`: a model deployed for longer before it is refitted.", ""]
     table = quality_table(results)
     lines += [f"- {line}" for line in _summary(table)] + [""]
     digits = {"under-allocated %": 2, "x oracle": 3, "expected x oracle": 3}

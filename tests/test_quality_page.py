@@ -8,6 +8,7 @@ import pytest
 
 from resource_prediction.quality_page import (
     REFERENCE_BENCH,
+    SECTIONS,
     family_ratio_table,
     quality_markdown,
     quality_table,
@@ -24,8 +25,7 @@ def reference() -> dict:
 
 def test_table_holds_every_data_set_with_its_figures(reference):
     table = quality_table(reference).set_index("data")
-    records = [r for section in ("scenarios", "traces", "traces_new_types")
-               for r in reference.get(section, [])]
+    records = [r for section in SECTIONS for r in reference.get(section, [])]
     assert list(table.index) == [r["data"] for r in records]
     for record in records:
         row = table.loc[record["data"]]
@@ -47,6 +47,8 @@ def test_page_states_the_figures_in_words(reference, tmp_path):
         assert f"| `{record['data']}` |" in page
         assert f"{record['champion_ratio_to_oracle']:.3f}" in page
     assert "scenarios the champion is within 1.15 x" in page
+    if reference.get("traces_longer_holdout"):
+        assert "traces scored on their latest 20-40 %" in page
     # one chart, drawn by the book's own plotly.js (no CDN, no copy of plotly.js in the page)
     assert page.count('class="plotly-graph-div"') == 1
     assert "cdn.plot.ly" not in page and "window.PlotlyConfig" not in page
