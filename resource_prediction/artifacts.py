@@ -71,8 +71,10 @@ __all__ = [
 #: model may fit its location trees with the Huber loss and grow them beyond ``n_estimators``
 #: (``huber_delta``, ``extend_rounds``; 10.0 models read as before). 10.2: the job-adjusted level
 #: may average its candidates, and its static part price pairs of categories (``JobLevel.combine``,
-#: ``interactions``; 10.1 levels read as choosing one, without interactions).
-FORMAT_VERSION = "10.2"
+#: ``interactions``; 10.1 levels read as choosing one, without interactions). 10.3: the static
+#: level has its own module, and the cost-aware model's guard may cap a new task type's jobs
+#: (``guard_cap``; 10.2 models read as before, without the cap).
+FORMAT_VERSION = "10.3"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

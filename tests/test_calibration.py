@@ -202,6 +202,15 @@ def test_a_task_type_unseen_in_fit_keeps_the_floor_of_a_new_group():
     unseen = grown.assign(component=pd.Categorical(["unknown"], categories=vocabulary))
     assert model.predict(unseen)[0] >= min(64.0, 1.2 * 30.0) > model.predict(grown)[0]
     assert model.explain(unseen)["guarded"].iloc[0] and not model.explain(grown)["guarded"].iloc[0]
+    # with as many peaks as a settled group, that floor is also its ceiling (guard_cap): the
+    # model's residual shape comes from other types, the type's own peaks are the evidence
+    small = unseen.assign(hist_grp_max_seen=7.0)
+    uncapped = CostAwareRegressor(**FAST, **NO_EVIDENCE, guard_cap=False).fit(X, y)
+    assert uncapped.predict(small)[0] > 1.2 * 7.0
+    assert model.predict(small)[0] == pytest.approx(1.2 * 7.0)
+    assert model.explain(small)["guarded"].iloc[0]
+    young = small.assign(hist_grp_count=float(model.guard_settle - 1))  # fewer peaks: no ceiling
+    assert model.predict(young)[0] == pytest.approx(uncapped.predict(young)[0])
 
 
 @pytest.mark.parametrize(("mode", "expected"), [
@@ -228,6 +237,13 @@ def test_guard_allocation_rules(mode, expected):
                                     settle_history=12, unsettled=np.array([True, False]))
     np.testing.assert_allclose(out, [7.0, 2.0])
     np.testing.assert_array_equal(changed, [True, False])
+    # with cap_history, an unsettled row with that many peaks gets at most that floor too
+    out, changed = guard_allocation(np.array([9.0, 9.0, 9.0]), np.array([30, 5, 30]),
+                                    np.array([8.0, 8.0, 8.0]), mode=mode, min_history=3,
+                                    seen_gb=np.array([7.0, 7.0, 7.0]), settle_history=12,
+                                    unsettled=np.array([True, True, False]), cap_history=12)
+    np.testing.assert_allclose(out, [7.0, 9.0, 9.0])
+    np.testing.assert_array_equal(changed, [True, False, False])
     # without the floor of a few peaks (settle_history 0) only the unsettled row keeps it
     out, _ = guard_allocation(np.array([2.0, 2.0]), np.array([5, 5]), np.array([8.0, 8.0]),
                               mode=mode, min_history=3, seen_gb=np.array([7.0, 7.0]),
@@ -497,8 +513,9 @@ def test_a_model_pickled_before_the_huber_loss_predicts_as_before(drifting):
     X, y, X_later, _ = drifting
     fitted = CostAwareRegressor(location="trees", **FAST).fit(X, y)
     state = fitted.__getstate__()
-    del state["huber_delta"], state["extend_rounds"]
+    del state["huber_delta"], state["extend_rounds"], state["guard_cap"]
     restored = CostAwareRegressor.__new__(CostAwareRegressor)
     restored.__setstate__(state)
     assert restored.get_params()["huber_delta"] == 1.0 and restored.extend_rounds == 1
+    assert restored.guard_cap is False  # format 10.2 models never capped a new type's jobs
     np.testing.assert_array_equal(restored.predict(X_later), fitted.predict(X_later))

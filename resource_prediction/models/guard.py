@@ -13,8 +13,10 @@ the model's calibration to speak for it: its jobs get at least the smaller of th
 ``seen_gb`` (the caller passes the largest peak the group has seen times a margin, what users
 running ``max seen x 1.2`` give them). Once the group has that much history the model's own
 allocation takes over, except for rows the caller marks ``unsettled`` (a task type the model was
-never fitted on), which keep that floor. Rows with neither a usable request nor peers keep the
-model's allocation.
+never fitted on), which keep that floor. Once such a row's group has ``cap_history`` peaks, the
+same ``min(request, seen_gb)`` is also its ceiling: the model's residual shape comes from other
+types, and that many peaks of its own make the rule users run the better-founded allocation. Rows
+with neither a usable request nor peers keep the model's allocation.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ def guard_allocation(
     seen_gb: np.ndarray | None = None,
     settle_history: int = 0,
     unsettled: np.ndarray | None = None,
+    cap_history: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Guarded allocations and the mask of rows whose allocation the guard changed.
 
     Rows with ``history_count < min_history`` get the ``mode`` floor; rows with
     ``min_history <= history_count < settle_history`` (or ``unsettled``) at least
-    ``min(request_gb, seen_gb)``.
+    ``min(request_gb, seen_gb)``; ``unsettled`` rows with ``history_count >= cap_history`` (None:
+    none) exactly that.
 
     Examples
     --------
@@ -79,4 +83,7 @@ def guard_allocation(
             young |= ~cold & np.asarray(unsettled, dtype=bool)
         floor = np.fmin(request, _usable(seen_gb))
         out = np.where(young & np.isfinite(floor), np.fmax(out, floor), out)
+        if unsettled is not None and cap_history is not None:
+            capped = np.asarray(unsettled, dtype=bool) & (count >= cap_history) & np.isfinite(floor)
+            out = np.where(capped, np.fmin(out, floor), out)
     return out, out != alloc
