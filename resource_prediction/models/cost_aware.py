@@ -290,9 +290,9 @@ class CostAwareRegressor(BasePredictor):
         training, with peaks of 0.003 and 0.15 GB; the pooled shape allocated 1.31 times its
         recent maximum where ``max_seen`` allocates 1.2 times and failed as few: 85.4 against
         ``max_seen``'s 78.4, with the cap 77.3. On 31 real-trace sets (the three traces, their
-        cold-start draws and their latest 20-40 %) better on 6 and worse on 1 (58.2 against
-        61.2), summing 2,172.3 against 2,182.5; capped from a type's first peak instead, worse
-        on 6 (by up to 9.0). Generated data is unchanged.
+        cold-start draws and their latest 20-40 %) better on 6 and worse on none, summing
+        2,170.0 against 2,182.5; capped from a type's first peak instead, worse on 6 (by up to
+        9.0). The generated scenarios are unchanged.
     history : str or None
         Feature holding the number of peaks the job's group has seen.
     request : str or None
