@@ -34,9 +34,9 @@ BASELINES = ("configured_request", "max_seen", "vpa", "group_percentile")
 #: Records of the benchmark JSON, and how the page names them.
 SECTIONS = {"scenarios": "scenario", "traces": "trace", "traces_new_types": "trace, new task types",
             "traces_longer_holdout": "trace, longer holdout"}
-#: How the summary names the data sets of each trace section.
-TRACE_KINDS = {"trace": "real traces", "trace, new task types": "traces with new task types",
-               "trace, longer holdout": "traces scored on their latest 20-40 %"}
+#: How the summary names the data sets of each trace section of :data:`SECTIONS`.
+TRACE_SECTIONS = {"traces": "real traces", "traces_new_types": "traces with new task types",
+                  "traces_longer_holdout": "traces scored on their latest 20-40 %"}
 #: The issue's bar: a champion within this multiple of its oracle.
 ORACLE_BAR = 1.15
 
@@ -98,8 +98,8 @@ def _summary(table: pd.DataFrame) -> list[str]:
             f"By expected cost (every scored job priced under its true peak distribution, free of "
             f"the luck of the peaks drawn), {within} of {total} are within {ORACLE_BAR:g} x; "
             f"the furthest is `{worst['data']}` at {worst['expected x oracle']:.3f} x.")
-    for kind, what in TRACE_KINDS.items():
-        rows = table[table["kind"] == kind]
+    for section, what in TRACE_SECTIONS.items():
+        rows = table[table["kind"] == SECTIONS[section]]
         if not len(rows):
             continue
         baselines = rows[list(BASELINES)]

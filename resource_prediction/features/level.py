@@ -234,9 +234,9 @@ class JobLevel:
                 continue
             upto = order[:end]  # the block and the jobs before it, in time order
             chosen = self._interactions_kept()  # by the blocks before this one
-            fits = {option: fitted(order[:start], option)
-                    for option in (options if self.interactions and start else (chosen,))}
-            for i, option in enumerate(options if len(fits) > 1 else ()):
+            compare = bool(self.interactions) and start > 0  # both options, scored on this block
+            fits = {option: fitted(order[:start], option) for option in (options if compare else (chosen,))}
+            for i, option in enumerate(options if compare else ()):
                 error = log_peaks[order[start:end]] - static_of(order[start:end], fits[option])
                 self.interaction_errors_[i] += np.sum(np.square(error[np.isfinite(error)]))
             static = static_of(upto, fits[chosen])
