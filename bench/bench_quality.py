@@ -18,6 +18,10 @@ training task of a third of the task types that the latest 10 % runs removed (dr
 ``--seed``): those types are new when the latest 10 % is replayed, as when a workflow gains
 processes. The holdout is the same tasks as the trace's own.
 
+**More seeds** (``scenario_seeds``): the scenarios named in ``--more-seeds-scenarios`` (default
+``little_data``, whose 200 scored jobs make one seed's score a matter of luck) again with seeds
+``seed + 1`` to ``seed + --more-seeds``, so that the page can state their mean and spread.
+
 **Longer holdouts** (``traces_longer_holdout``): each trace again with its latest 20, 30 and 40 %
 scored (``--holdouts``), the models trained on the rest: a model deployed for longer before it is
 refitted, and task types that the shorter training period never ran.
@@ -146,12 +150,16 @@ def main() -> None:
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES, help="folder of trace_*.csv")
     parser.add_argument("--new-type-draws", type=int, default=2,
                         help="cold-start draws per trace (0: none)")
+    parser.add_argument("--more-seeds", type=int, default=7,
+                        help="further seeds of --more-seeds-scenarios (0: none)")
+    parser.add_argument("--more-seeds-scenarios", nargs="*", default=["little_data"],
+                        help="scenarios scored on further seeds")
     parser.add_argument("--holdouts", type=float, nargs="*", default=[0.2, 0.3, 0.4],
                         help="longer holdout shares per trace (none: skip)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results: dict = {"seed": args.seed, "commit": commit(), "date": datetime.date.today().isoformat(),
-                     "scenarios": [], "traces": [], "traces_new_types": [], "traces_longer_holdout": []}
+                     "scenarios": [], "scenario_seeds": [], "traces": [], "traces_new_types": [], "traces_longer_holdout": []}
     rng = np.random.default_rng(args.seed)
     traces = sorted(args.traces.glob("trace_*.csv")) if args.traces.is_dir() else []
     if not traces:
@@ -160,6 +168,11 @@ def main() -> None:
         for scenario in args.scenarios:
             df = generate_telemetry(seed=args.seed, with_truth=True, scenario=scenario)
             results["scenarios"].append(evaluate(scenario, df, Path(tmp)))
+        for scenario in args.more_seeds_scenarios:
+            for seed in range(args.seed + 1, args.seed + 1 + args.more_seeds):
+                df = generate_telemetry(seed=seed, with_truth=True, scenario=scenario)
+                record = evaluate(f"{scenario}_seed_{seed}", df, Path(tmp))
+                results["scenario_seeds"].append({**record, "scenario": scenario, "seed": seed})
         for trace in traces:
             df = load_telemetry(trace)
             results["traces"].append(evaluate(trace.stem, df, Path(tmp)))

@@ -32,7 +32,7 @@ REFERENCE_BENCH = Path(__file__).resolve().parents[1] / "book" / "benchmarks" / 
 #: Baselines of today's practice that every champion is compared with.
 BASELINES = ("configured_request", "max_seen", "vpa", "group_percentile")
 #: Records of the benchmark JSON, and how the page names them.
-SECTIONS = {"scenarios": "scenario", "traces": "trace", "traces_new_types": "trace, new task types",
+SECTIONS = {"scenarios": "scenario", "scenario_seeds": "scenario, another seed", "traces": "trace", "traces_new_types": "trace, new task types",
             "traces_longer_holdout": "trace, longer holdout"}
 #: How the summary names the data sets of each trace section of :data:`SECTIONS`.
 TRACE_SECTIONS = {"traces": "real traces", "traces_new_types": "traces with new task types",
@@ -113,6 +113,27 @@ def _summary(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _seed_summary(results: dict) -> list[str]:
+    """Per scenario scored on more seeds, its champion's mean ratio to the oracle over all of them."""
+    lines = []
+    records = results.get("scenario_seeds", [])
+    for scenario in dict.fromkeys(r["scenario"] for r in records):
+        runs = [r for r in results.get("scenarios", []) if r["data"] == scenario]
+        runs += [r for r in records if r["scenario"] == scenario]
+        parts = []
+        for key, what in (("champion_ratio_to_oracle", "its score"), ("champion_expected_ratio_to_oracle",
+                                                                       "its expected cost")):
+            values = pd.Series([r.get(key) for r in runs], dtype=float).dropna()
+            if len(values):
+                parts.append(f"{what} averages {values.mean():.3f} x the oracle's (from {values.min():.3f} "
+                             f"to {values.max():.3f}; within {ORACLE_BAR:g} x on {int((values <= ORACLE_BAR).sum())} "
+                             f"of {len(values)})")
+        if parts:
+            lines.append(f"Over {len(runs)} seeds of `{scenario}` (rows `{scenario}_seed_<seed>`), the "
+                         "champion's " + "; ".join(parts) + ".")
+    return lines
+
+
 def quality_markdown(results: dict | None, source: str = "") -> str:
     """The *Allocation quality* page (MyST Markdown) of a ``quality.json`` (None: not measured)."""
     lines = ["# Allocation quality on data it was not tuned to", ""]
@@ -129,9 +150,11 @@ def quality_markdown(results: dict | None, source: str = "") -> str:
         "they are and once with every training task of a third of the task types that the latest "
         "10 % runs removed, so those types are new when it is replayed. Where the benchmark also "
         "scored each trace's latest 20, 30 and 40 % (trained on the rest), those rows are named "
-        "`_latest_<share>`: a model deployed for longer before it is refitted.", ""]
+        "`_latest_<share>`: a model deployed for longer before it is refitted. Rows named "
+        "`<scenario>_seed_<seed>` score a scenario whose few scored jobs make one seed's figure a "
+        "matter of luck on further seeds.", ""]
     table = quality_table(results)
-    lines += [f"- {line}" for line in _summary(table)] + [""]
+    lines += [f"- {line}" for line in _summary(table) + _seed_summary(results)] + [""]
     digits = {"under-allocated %": 2, "x oracle": 3, "expected x oracle": 3}
     if table["expected x oracle"].isna().all():
         table = table.drop(columns="expected x oracle")

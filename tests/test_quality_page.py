@@ -76,3 +76,24 @@ def test_a_newer_benchmark_is_preferred_and_a_missing_one_is_said(tmp_path):
     assert "No quality benchmark" in quality_markdown(None)
     page = write_quality_page(tmp_path / "none.md", (tmp_path / "absent.json",)).read_text()
     assert "No quality benchmark was found" in page
+
+
+def test_a_scenario_scored_on_more_seeds_is_summarised_over_all_of_them(tmp_path):
+    def record(data, ratio, expected):
+        return {"data": data, "champion": "cost_aware_regression", "champion_score": 50.0 * ratio,
+                "champion_under_pct": 4.0, "oracle_score": 50.0, "champion_ratio_to_oracle": ratio,
+                "champion_expected_ratio_to_oracle": expected,
+                "table": [{"family": "oracle", "business_score": 50.0, "ratio_to_oracle": 1.0},
+                          {"family": "cost_aware_regression", "business_score": 50.0 * ratio,
+                           "ratio_to_oracle": ratio}]}
+
+    results = {"scenarios": [record("little_data", 1.4, 1.3)],
+               "scenario_seeds": [{**record(f"little_data_seed_{s}", r, e), "scenario": "little_data", "seed": s}
+                                  for s, r, e in ((1, 1.1, 1.1), (2, 1.0, 1.2))]}
+    page = quality_markdown(results)
+    assert "Over 3 seeds of `little_data`" in page
+    assert "its score averages 1.167 x the oracle's (from 1.000 to 1.400; within 1.15 x on 2 of 3)" in page
+    assert "its expected cost averages 1.200 x the oracle's (from 1.100 to 1.300; within 1.15 x on 1 of 3)" in page
+    assert "| `little_data_seed_2` |" in page
+    # the scenario bar counts each scenario once, at its main seed
+    assert "On 0 of 1 scenarios the champion is within 1.15 x" in page
