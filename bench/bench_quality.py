@@ -22,6 +22,11 @@ processes. The holdout is the same tasks as the trace's own.
 ``little_data``, whose 200 scored jobs make one seed's score a matter of luck) again with seeds
 ``seed + 1`` to ``seed + --more-seeds``, so that the page can state their mean and spread.
 
+**Requests missing** (``traces_no_request``): each trace again with the configured request
+(``memreq``) of a third of the task types that the latest 10 % runs removed (drawn with ``--seed``, apart from the
+cold-start draws), as in a workflow whose processes set no memory directive: the request is then
+neither a feature nor a guard for them.
+
 **Longer holdouts** (``traces_longer_holdout``): each trace again with its latest 20, 30 and 40 %
 scored (``--holdouts``), the models trained on the rest: a model deployed for longer before it is
 refitted, and task types that the shorter training period never ran.
@@ -117,6 +122,25 @@ def with_new_types(df: pd.DataFrame, rng: np.random.Generator, share: float = 1 
     return kept, len(test) / len(kept), sorted(new.tolist())
 
 
+#: Columns that hold a job's configured request.
+REQUEST_COLUMNS = ("memreq", "memreq_gb")
+
+
+def without_requests(df: pd.DataFrame, rng: np.random.Generator, share: float = 1 / 3,
+                     test_fraction: float = 0.10) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` with the configured request of ``share`` of the holdout's task types removed (in
+    training too), and those types."""
+    column = frame_schema(df).fine[0]
+    types = np.array(sorted(set(time_split(df, test_fraction)[1][column].astype(str))))
+    gone = rng.choice(types, size=max(1, int(len(types) * share)), replace=False)
+    out = df.copy()
+    rows = out[column].astype(str).isin(gone)
+    for request in REQUEST_COLUMNS:
+        if request in out.columns:
+            out.loc[rows, request] = np.nan
+    return out, sorted(gone.tolist())
+
+
 def evaluate(name: str, df: pd.DataFrame, workdir: Path, test_fraction: float = 0.10) -> dict:
     start = time.perf_counter()
     trainer = Trainer(df, paths=ArtifactPaths(workdir / name), storage="memory", n_boot=200,
@@ -159,8 +183,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results: dict = {"seed": args.seed, "commit": commit(), "date": datetime.date.today().isoformat(),
-                     "scenarios": [], "scenario_seeds": [], "traces": [], "traces_new_types": [], "traces_longer_holdout": []}
+                     "scenarios": [], "scenario_seeds": [], "traces": [], "traces_new_types": [], "traces_no_request": [],
+                     "traces_longer_holdout": []}
     rng = np.random.default_rng(args.seed)
+    request_rng = np.random.default_rng([args.seed, 1])  # its own, so the other draws stay as they were
     traces = sorted(args.traces.glob("trace_*.csv")) if args.traces.is_dir() else []
     if not traces:
         results["traces_skipped"] = f"no trace_*.csv under {args.traces}"
@@ -180,6 +206,9 @@ def main() -> None:
                 cold, fraction, new = with_new_types(df, rng)
                 record = evaluate(f"{trace.stem}_new_types_{draw}", cold, Path(tmp), fraction)
                 results["traces_new_types"].append({**record, "new_types": new})
+            bare, gone = without_requests(df, request_rng)
+            record = evaluate(f"{trace.stem}_no_request", bare, Path(tmp))
+            results["traces_no_request"].append({**record, "without_request": gone})
             for share in args.holdouts:
                 record = evaluate(f"{trace.stem}_latest_{round(100 * share)}", df, Path(tmp), share)
                 results["traces_longer_holdout"].append({**record, "test_fraction": share})

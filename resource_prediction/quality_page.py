@@ -32,10 +32,12 @@ REFERENCE_BENCH = Path(__file__).resolve().parents[1] / "book" / "benchmarks" / 
 #: Baselines of today's practice that every champion is compared with.
 BASELINES = ("configured_request", "max_seen", "vpa", "group_percentile")
 #: Records of the benchmark JSON, and how the page names them.
-SECTIONS = {"scenarios": "scenario", "scenario_seeds": "scenario, another seed", "traces": "trace", "traces_new_types": "trace, new task types",
+SECTIONS = {"scenarios": "scenario", "scenario_seeds": "scenario, another seed", "traces": "trace",
+            "traces_new_types": "trace, new task types", "traces_no_request": "trace, requests missing",
             "traces_longer_holdout": "trace, longer holdout"}
 #: How the summary names the data sets of each trace section of :data:`SECTIONS`.
 TRACE_SECTIONS = {"traces": "real traces", "traces_new_types": "traces with new task types",
+                  "traces_no_request": "traces with a third of their task types given no request",
                   "traces_longer_holdout": "traces scored on their latest 20-40 %"}
 #: The issue's bar: a champion within this multiple of its oracle.
 ORACLE_BAR = 1.15
@@ -151,6 +153,8 @@ def quality_markdown(results: dict | None, source: str = "") -> str:
         "10 % runs removed, so those types are new when it is replayed. Where the benchmark also "
         "scored each trace's latest 20, 30 and 40 % (trained on the rest), those rows are named "
         "`_latest_<share>`: a model deployed for longer before it is refitted. Rows named "
+        "`_no_request` are a trace with the configured request of a third of its task types "
+        "removed, as where processes set no memory directive. Rows named "
         "`<scenario>_seed_<seed>` score a scenario whose few scored jobs make one seed's figure a "
         "matter of luck on further seeds.", ""]
     table = quality_table(results)
