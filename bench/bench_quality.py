@@ -23,9 +23,9 @@ processes. The holdout is the same tasks as the trace's own.
 ``seed + 1`` to ``seed + --more-seeds``, so that the page can state their mean and spread.
 
 **Requests missing** (``traces_no_request``): each trace again with the configured request
-(``memreq``) of a third of the task types that the latest 10 % runs removed (drawn with ``--seed``, apart from the
-cold-start draws), as in a workflow whose processes set no memory directive: the request is then
-neither a feature nor a guard for them.
+(``memreq``) of a third of the task types that the latest 10 % runs removed, in training too (drawn
+with ``--seed``, apart from the cold-start draws), as in a workflow whose processes set no memory
+directive: the request is then neither a feature nor a guard for them.
 
 **Longer holdouts** (``traces_longer_holdout``): each trace again with its latest 20, 30 and 40 %
 scored (``--holdouts``), the models trained on the rest: a model deployed for longer before it is
@@ -183,8 +183,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results: dict = {"seed": args.seed, "commit": commit(), "date": datetime.date.today().isoformat(),
-                     "scenarios": [], "scenario_seeds": [], "traces": [], "traces_new_types": [], "traces_no_request": [],
-                     "traces_longer_holdout": []}
+                     "scenarios": [], "scenario_seeds": [], "traces": [], "traces_new_types": [],
+                     "traces_no_request": [], "traces_longer_holdout": []}
     rng = np.random.default_rng(args.seed)
     request_rng = np.random.default_rng([args.seed, 1])  # its own, so the other draws stay as they were
     traces = sorted(args.traces.glob("trace_*.csv")) if args.traces.is_dir() else []
