@@ -124,7 +124,7 @@ def _seed_summary(results: dict) -> list[str]:
         runs += [r for r in records if r["scenario"] == scenario]
         parts = []
         for key, what in (("champion_ratio_to_oracle", "score"), ("champion_expected_ratio_to_oracle",
-                                                                   "expected cost")):
+                                                                   "its expected cost")):
             values = pd.Series([r.get(key) for r in runs], dtype=float).dropna()
             if len(values):
                 parts.append(f"{what} averages {values.mean():.3f} x the oracle's (from {values.min():.3f} "

@@ -93,7 +93,7 @@ def test_a_scenario_scored_on_more_seeds_is_summarised_over_all_of_them(tmp_path
     page = quality_markdown(results)
     assert "Over 3 seeds of `little_data`" in page
     assert "the champion's score averages 1.167 x the oracle's (from 1.000 to 1.400; within 1.15 x on 2 of 3)" in page
-    assert "; expected cost averages 1.200 x the oracle's (from 1.100 to 1.300; within 1.15 x on 1 of 3)" in page
+    assert "; its expected cost averages 1.200 x the oracle's (from 1.100 to 1.300; within 1.15 x on 1 of 3)" in page
     assert "| `little_data_seed_2` |" in page
     # the scenario bar counts each scenario once, at its main seed
     assert "On 0 of 1 scenarios the champion is within 1.15 x" in page
