@@ -519,3 +519,23 @@ def test_a_model_pickled_before_the_huber_loss_predicts_as_before(drifting):
     assert restored.get_params()["huber_delta"] == 1.0 and restored.extend_rounds == 1
     assert restored.guard_cap is False  # format 10.2 models never capped a new type's jobs
     np.testing.assert_array_equal(restored.predict(X_later), fitted.predict(X_later))
+
+
+def test_the_guard_holds_without_a_request():
+    """Data without a configured request keep the guard: a task type unseen in fit gets at least
+    1.2 times its group's largest peak, and once settled exactly that."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    vocabulary = ["a", "b", "unknown"]
+    X = pd.DataFrame({"component": pd.Categorical(rng.choice(["a", "b"], n), categories=vocabulary),
+                      "hist_grp_count": 100.0, "hist_grp_max_seen": 12.0, "hist_grp_max_20": 12.0})
+    y = 10.0 * rng.lognormal(0.0, 0.1, n)
+    model = CostAwareRegressor(**FAST, **NO_EVIDENCE).fit(X, y)
+    assert model.request_index_ is None and model.guard_active_
+    grown = X.iloc[:1].assign(hist_grp_max_seen=30.0)  # a settled group whose peaks reached 30 GB
+    unseen = grown.assign(component=pd.Categorical(["unknown"], categories=vocabulary))
+    assert model.predict(unseen)[0] == pytest.approx(1.2 * 30.0)
+    assert model.predict(grown)[0] < 1.2 * 30.0
+    small = unseen.assign(hist_grp_max_seen=7.0)
+    assert model.predict(small)[0] == pytest.approx(1.2 * 7.0)
+    assert model.explain(small)["guarded"].iloc[0] and not model.explain(grown)["guarded"].iloc[0]
