@@ -110,14 +110,20 @@ def summarise(name: str, result, seconds: float, expected: dict[str, float] | No
     return out
 
 
+def holdout_types(df: pd.DataFrame, rng: np.random.Generator, share: float,
+                  test_fraction: float) -> tuple[str, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """The task-type column, the time split, and ``share`` of the holdout's task types drawn."""
+    train, test = time_split(df, test_fraction)
+    column = frame_schema(df).fine[0]
+    types = np.array(sorted(set(test[column].astype(str))))
+    return column, train, test, rng.choice(types, size=max(1, int(len(types) * share)), replace=False)
+
+
 def with_new_types(df: pd.DataFrame, rng: np.random.Generator, share: float = 1 / 3,
                    test_fraction: float = 0.10) -> tuple[pd.DataFrame, float, list[str]]:
     """``df`` without the training rows of ``share`` of the holdout's task types, the test
     fraction that keeps the same holdout, and the types removed."""
-    train, test = time_split(df, test_fraction)
-    column = frame_schema(df).fine[0]
-    types = np.array(sorted(set(test[column].astype(str))))
-    new = rng.choice(types, size=max(1, int(len(types) * share)), replace=False)
+    column, train, test, new = holdout_types(df, rng, share, test_fraction)
     kept = pd.concat([train[~train[column].astype(str).isin(new)], test])
     return kept, len(test) / len(kept), sorted(new.tolist())
 
@@ -130,9 +136,7 @@ def without_requests(df: pd.DataFrame, rng: np.random.Generator, share: float = 
                      test_fraction: float = 0.10) -> tuple[pd.DataFrame, list[str]]:
     """``df`` with the configured request of ``share`` of the holdout's task types removed (in
     training too), and those types."""
-    column = frame_schema(df).fine[0]
-    types = np.array(sorted(set(time_split(df, test_fraction)[1][column].astype(str))))
-    gone = rng.choice(types, size=max(1, int(len(types) * share)), replace=False)
+    column, _, _, gone = holdout_types(df, rng, share, test_fraction)
     out = df.copy()
     rows = out[column].astype(str).isin(gone)
     for request in REQUEST_COLUMNS:

@@ -879,8 +879,7 @@ class CostAwareRegressor(BasePredictor):
             return alloc, np.zeros(alloc.size, dtype=bool)
         # Without a request (data that has none) the floors are the peers' and the group's own
         # peaks: a new task type there is still held to its largest peak x the margin.
-        request = (np.full(Xa.shape[0], np.nan) if self.request_index_ is None
-                   else Xa[:, self.request_index_])
+        request = None if self.request_index_ is None else Xa[:, self.request_index_]
         peers = None if self.peers_index_ is None else Xa[:, self.peers_index_]
         seen = None if self.seen_index_ is None else Xa[:, self.seen_index_] * self.guard_margin
         # A task type the model was never fitted on keeps the floor of a group's first peaks

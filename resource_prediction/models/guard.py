@@ -16,7 +16,8 @@ allocation takes over, except for rows the caller marks ``unsettled`` (a task ty
 never fitted on), which keep that floor. Once such a row's group has ``cap_history`` peaks, the
 same ``min(request, seen_gb)`` is also its ceiling: the model's residual shape comes from other
 types, and that many peaks of its own make the rule users run the better-founded allocation. Rows
-with neither a usable request nor peers keep the model's allocation.
+with neither a usable request nor peers keep the model's allocation; data without any request
+(``request_gb=None``) get the floors of the peers and of the group's own peaks.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _usable(values) -> np.ndarray:
 def guard_allocation(
     alloc: np.ndarray,
     history_count: np.ndarray,
-    request_gb: np.ndarray,
+    request_gb: np.ndarray | None,
     peers_gb: np.ndarray | None = None,
     mode: str = "max",
     min_history: int = 1,
@@ -67,7 +68,7 @@ def guard_allocation(
     if mode not in GUARD_MODES:
         raise ValueError(f"guard must be one of {GUARD_MODES} or None, got {mode!r}")
     alloc = np.asarray(alloc, dtype=float)
-    request = _usable(request_gb)
+    request = np.full(alloc.size, np.nan) if request_gb is None else _usable(request_gb)
     cold = np.nan_to_num(np.asarray(history_count, dtype=float), nan=0.0) < min_history
     if mode == "request":
         target = request
