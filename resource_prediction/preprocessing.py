@@ -19,7 +19,8 @@ feature families (see :attr:`ModelPreprocessor.feature_names_`):
   ``buildProfile`` (``architecture``, ``compiler``, ``optimisation``; a malformed profile gives
   ``unknown`` parts) and ``branch_prefix`` (the branch without trailing digits and underscores);
 * derived: ``branch_number`` (trailing number of the branch, -1 when it has none), ``n_targets``,
-  ``has_dist``, ``jobs``, ``localJobs``, ``memreq_gb`` (the configured request, known before the job);
+  ``has_dist``, ``jobs``, ``localJobs``, ``memreq_gb`` (the configured request, known before the job;
+  NaN for a job without one);
 * quantitative (``use_quant_features=True``):
 
   - ``build_load`` = ``localJobs x n_targets``: local compile slots times the targets they build, the
@@ -134,6 +135,11 @@ def feature_families(columns: Iterable[str] | None = None) -> dict[str, str]:
 ENCODINGS = ("category", "onehot")
 #: Fill value of ``branch_number`` for branches without a number (``main``).
 NO_BRANCH_NUMBER = -1.0
+#: Numeric features passed on as parsed, missing values included: ``branch_number`` is complete
+#: already, and a job without a configured request keeps none (NaN) rather than the training median,
+#: so the guard and the baselines do not take an invented request for today's configuration. (The
+#: static level, a ridge regression, still reads the filled request.)
+UNFILLED: tuple[str, ...] = ("branch_number", "memreq_gb")
 _GLOBAL_KEY = ("__all__",)
 
 
@@ -349,7 +355,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     dropped_features_ : list of str
         Declared features left out because they had a single value in fit (never for build telemetry).
     fill_values_ : dict of str to float
-        Fitted medians that replace missing numeric values.
+        Fitted medians that replace missing numeric values (except in :data:`UNFILLED`).
     high_parallelism_threshold_ : float
         75th percentile of ``localJobs`` in fit.
     n_history_jobs_ : int
@@ -736,9 +742,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
     def _assemble(self, parsed: _Parsed, hist: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
         num = {name: self._filled(parsed, name) for name in (*self.temporal_features_, *self.derived_features_)
-               if name != "branch_number"}
-        if "branch_number" in parsed.numeric:
-            num["branch_number"] = parsed.numeric["branch_number"]
+               if name not in UNFILLED}
+        num.update({name: parsed.numeric[name] for name in UNFILLED if name in parsed.numeric})
         if self.use_quant_features and self.schema_.name == BUILD.name:
             n_targets, local_jobs = num["n_targets"], num["localJobs"]
             n_heavy = self._filled(parsed, "n_heavy")
