@@ -73,8 +73,9 @@ __all__ = [
 #: may average its candidates, and its static part price pairs of categories (``JobLevel.combine``,
 #: ``interactions``; 10.1 levels read as choosing one, without interactions). 10.3: the static
 #: level has its own module, and the cost-aware model's guard may cap a new task type's jobs
-#: (``guard_cap``; 10.2 models read as before, without the cap).
-FORMAT_VERSION = "10.3"
+#: (``guard_cap``; 10.2 models read as before, without the cap). 10.4: the preprocessor leaves a
+#: missing request missing (``unfilled_``; 10.3 preprocessors read as filling it).
+FORMAT_VERSION = "10.4"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

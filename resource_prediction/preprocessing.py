@@ -355,7 +355,9 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     dropped_features_ : list of str
         Declared features left out because they had a single value in fit (never for build telemetry).
     fill_values_ : dict of str to float
-        Fitted medians that replace missing numeric values (except in :data:`UNFILLED`).
+        Fitted medians that replace missing numeric values (except in ``unfilled_``).
+    unfilled_ : tuple of str
+        The numeric features left as parsed (:data:`UNFILLED`).
     high_parallelism_threshold_ : float
         75th percentile of ``localJobs`` in fit.
     n_history_jobs_ : int
@@ -503,6 +505,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             used = np.flatnonzero(np.bincount(codes, minlength=len(labels)))
             seen = {labels[i] for i in used} - {UNKNOWN}
             self.vocabularies_[col] = sorted(seen) + [UNKNOWN]
+        self.unfilled_ = UNFILLED
         self.fill_values_ = {
             name: _nanmedian(values) for name, values in parsed.numeric.items()
             if name != "branch_number"
@@ -579,7 +582,7 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         """Preprocessors pickled before schemas existed were fitted on build telemetry; those
         pickled before ``level_request`` (format 10.0) read the request in the static level, and
         those before ``level_combine`` (format 10.1) chose one candidate of the level and priced
-        no interactions."""
+        no interactions; those before ``unfilled_`` (format 10.3) filled a missing request."""
         if "history_" in state and "schema_" not in state:
             state.update(schema_=BUILD, dropped_features_=[], temporal_features_=list(BUILD.temporal),
                          categorical_inputs_=list(BUILD.categorical), derived_features_=list(BUILD.numeric),
@@ -588,6 +591,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         state.setdefault("level_request", True)
         state.setdefault("level_combine", "choose")
         state.setdefault("level_interactions", False)
+        if "history_" in state:
+            state.setdefault("unfilled_", ("branch_number",))
         self.__dict__.update(state)
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -742,8 +747,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
     def _assemble(self, parsed: _Parsed, hist: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
         num = {name: self._filled(parsed, name) for name in (*self.temporal_features_, *self.derived_features_)
-               if name not in UNFILLED}
-        num.update({name: parsed.numeric[name] for name in UNFILLED if name in parsed.numeric})
+               if name not in self.unfilled_}
+        num.update({name: parsed.numeric[name] for name in self.unfilled_ if name in parsed.numeric})
         if self.use_quant_features and self.schema_.name == BUILD.name:
             n_targets, local_jobs = num["n_targets"], num["localJobs"]
             n_heavy = self._filled(parsed, "n_heavy")

@@ -868,3 +868,16 @@ def test_a_preprocessor_pickled_before_level_combine_keeps_choosing_one_candidat
     assert restored.level_combine == "choose" and restored.level_.combine == "choose"
     assert restored.level_interactions is False and restored.level_.interactions_ == ()
     pd.testing.assert_frame_equal(restored.transform(df.iloc[1200:]), fitted.transform(df.iloc[1200:]))
+
+
+def test_a_preprocessor_pickled_before_unfilled_keeps_filling_the_request():
+    """A preprocessor pickled before ``unfilled_`` existed (format 10.3) gave a job without a
+    request the training median, as its models learnt: restored, it still does."""
+    df = generate_telemetry(1500, seed=2)
+    fitted = ModelPreprocessor().fit(df.iloc[:1200])
+    old = pickle.loads(pickle.dumps(fitted))
+    del old.unfilled_
+    restored = pickle.loads(pickle.dumps(old))
+    later = df.iloc[1200:].assign(memreq_gb=np.nan, memreq=np.nan)
+    assert restored.transform(later)["memreq_gb"].eq(fitted.fill_values_["memreq_gb"]).all()
+    assert fitted.transform(later)["memreq_gb"].isna().all()
