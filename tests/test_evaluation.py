@@ -10,10 +10,11 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from conftest import write_nextflow_trace
 from lightgbm import LGBMRegressor
 
 from resource_prediction.cli import main
-from resource_prediction.data import save_telemetry
+from resource_prediction.data import load_telemetry, save_telemetry
 from resource_prediction.deployable import DeployableModel
 from resource_prediction.features.raw import target_gb
 from resource_prediction.metrics import ALLOCATION_CATEGORIES, allocation_metrics
@@ -276,6 +277,20 @@ def test_a_family_that_fails_in_evaluation_gives_an_error_row(jobs):
         unregister_family(family.name)
     assert model is None and alloc is None
     assert "deliberate failure" in row["error"] and np.isnan(row["business_score"])
+
+
+def test_the_request_baseline_does_not_apply_to_data_without_requests(tmp_path, caplog):
+    """A trace whose processes set no memory directive has no configured request to compare with:
+    that baseline's row says so (a warning, no traceback), and ``max_seen`` still runs."""
+    trace = load_telemetry(write_nextflow_trace(tmp_path / "trace.csv", n=120))
+    trace["memreq"] = trace["memreq_gb"] = np.nan
+    trainer = Trainer(trace, storage="memory", n_boot=50)
+    with caplog.at_level("WARNING"):
+        row, model, _ = trainer.evaluate_family("configured_request")
+    assert model is None and row["error"].startswith("not applicable: feature 'memreq_gb' not found")
+    assert [r.levelname for r in caplog.records if "configured_request" in r.getMessage()] == ["WARNING"]
+    row, model, alloc = trainer.evaluate_family("max_seen")
+    assert model is not None and row["error"] == "" and np.isfinite(alloc).all()
 
 
 def test_selection_and_capability_come_from_the_registry(light_qe):

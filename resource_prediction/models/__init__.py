@@ -12,6 +12,7 @@ this package loads: the imports still run one way.
 from resource_prediction.models.base import (
     PREPROCESSOR_PREFIX,
     BasePredictor,
+    NotApplicableError,
     business_loss,
     business_scorer,
     suggest_preprocessor_params,
@@ -37,6 +38,7 @@ __all__ = [
     "GlobalQuantile",
     "GroupPercentile",
     "HistoryBaseline",
+    "NotApplicableError",
     "PolicyBoostingRegressor",
     "QuantileEnsembleRegressor",
     "business_loss",

@@ -32,6 +32,7 @@ __all__ = [
     "RECENT_FRACTION",
     "RECENT_MIN_JOBS",
     "BasePredictor",
+    "NotApplicableError",
     "business_loss",
     "business_scorer",
     "limit_threads",
@@ -47,6 +48,11 @@ PREPROCESSOR_PREFIX = "pre__"
 RECENT_FRACTION = 0.1
 #: ... and at least this many jobs.
 RECENT_MIN_JOBS = 50
+
+
+class NotApplicableError(ValueError):
+    """The data lack what a model reads (a baseline's column, such as the configured request of
+    data that have none): the family does not apply to them, and nothing else is wrong."""
 
 
 def suggest_preprocessor_params(trial, use_quant_features=(True, False)) -> dict:

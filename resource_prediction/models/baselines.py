@@ -19,7 +19,11 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from resource_prediction.models.base import BasePredictor, suggest_preprocessor_params
+from resource_prediction.models.base import (
+    BasePredictor,
+    NotApplicableError,
+    suggest_preprocessor_params,
+)
 
 __all__ = [
     "ColumnBaseline",
@@ -47,9 +51,11 @@ class ColumnBaseline(BasePredictor):
         if isinstance(self.column, str):
             names = list(getattr(self, "feature_names_in_", []))
             if self.column not in names:
-                raise ValueError(
-                    f"feature {self.column!r} not found in X (columns: {names}); "
-                    "fit on the preprocessor's feature DataFrame or give a column position"
+                raise NotApplicableError(
+                    f"feature {self.column!r} not found in X (columns: {names}); fit on the "
+                    "preprocessor's feature DataFrame (which leaves out a feature without any "
+                    "value in the data, such as the request of data that have none) or give a "
+                    "column position"
                 )
             return names.index(self.column)
         index = int(self.column)

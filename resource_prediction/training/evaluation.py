@@ -61,6 +61,7 @@ from resource_prediction.metrics import (
     bootstrap_business_score,
     paired_bootstrap_win_rate,
 )
+from resource_prediction.models.base import NotApplicableError
 from resource_prediction.paths import ArtifactPaths
 from resource_prediction.registry import MODEL_FAMILIES, ModelFamily, get_family
 from resource_prediction.registry import families as registry_families
@@ -283,6 +284,10 @@ class Trainer:
             alloc = np.asarray(model.predict(self.holdout_raw), dtype=float)
             predict_ms = 1000.0 * (time.perf_counter() - start) / len(self.holdout_raw)
             m = self.score(alloc)
+        except NotApplicableError as exc:
+            log.warning("%s does not apply to these data: %s", family, exc)
+            extra["error"] = f"not applicable: {exc}"[:500]
+            return self._row(family, fam.task_type, {}, **extra), None, None
         except Exception as exc:
             log.exception("%s: evaluation failed", family)
             extra["error"] = f"{type(exc).__name__}: {exc}"[:500]
