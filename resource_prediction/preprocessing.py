@@ -11,7 +11,7 @@ known before a job runs (Nextflow: ``process``, ``scope``, ``tag``, ``cpus``, ``
 ``attempt``, ``time_limit_h``, ``failed_memory_gb``, ``input_size_gb`` with the ``rchar`` proxy;
 Slurm: ``JobName``, ``User``, ``Account``, ``Partition``, ``NCPUS``, ``NNodes``, ``memreq_gb``,
 ``time_limit_h``, ``day_of_week``, ``hour``), less those with a single value in fit
-(:attr:`ModelPreprocessor.dropped_features_`). Build telemetry, the default, has these fixed
+(:attr:`ModelPreprocessor.dropped_features_`; the request only when no job has one). Build telemetry, the default, has these fixed
 feature families (see :attr:`ModelPreprocessor.feature_names_`):
 
 * temporal (UTC): ``year``, ``month``, ``day_of_week`` (Monday 0), ``hour``, ``week_of_year`` (ISO);
@@ -140,6 +140,9 @@ NO_BRANCH_NUMBER = -1.0
 #: so the guard and the baselines do not take an invented request for today's configuration. (The
 #: static level, a ridge regression, still reads the filled request.)
 UNFILLED: tuple[str, ...] = ("branch_number", "memreq_gb")
+#: Features kept with a single value in fit: a workflow whose tasks all request the same memory
+#: still has a configured request, for the guard and the request baseline to read.
+KEPT_CONSTANT: tuple[str, ...] = ("memreq_gb",)
 _GLOBAL_KEY = ("__all__",)
 
 
@@ -353,7 +356,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     schema_ : Schema
         The source's schema in use.
     dropped_features_ : list of str
-        Declared features left out because they had a single value in fit (never for build telemetry).
+        Declared features left out because they had a single value in fit (never for build
+        telemetry; the request, :data:`KEPT_CONSTANT`, only when it had none).
     fill_values_ : dict of str to float
         Fitted medians that replace missing numeric values (except in ``unfilled_``).
     unfilled_ : tuple of str
@@ -480,7 +484,8 @@ class ModelPreprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             for name in (*schema.temporal, *schema.numeric):
                 values = parsed.numeric[name]
                 finite = values[np.isfinite(values)]
-                if finite.size == 0 or finite.min() == finite.max():
+                constant = finite.size > 0 and finite.min() == finite.max()
+                if finite.size == 0 or (constant and name not in KEPT_CONSTANT):
                     self.dropped_features_.append(name)
         dropped = set(self.dropped_features_)
         self.temporal_features_ = [n for n in schema.temporal if n not in dropped]

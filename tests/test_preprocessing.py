@@ -881,3 +881,15 @@ def test_a_preprocessor_pickled_before_unfilled_keeps_filling_the_request():
     later = df.iloc[1200:].assign(memreq_gb=np.nan, memreq=np.nan)
     assert restored.transform(later)["memreq_gb"].eq(fitted.fill_values_["memreq_gb"]).all()
     assert fitted.transform(later)["memreq_gb"].isna().all()
+
+
+def test_a_request_shared_by_every_job_is_kept(tmp_path):
+    """A workflow whose tasks all request the same memory still has a configured request (for
+    the guard and the request baseline): only features without a request at all are dropped,
+    while other single-valued features are."""
+    trace = load_telemetry(write_nextflow_trace(tmp_path / "trace.csv", request_gb=16.0))
+    pre = ModelPreprocessor().fit(trace)
+    assert "memreq_gb" not in pre.dropped_features_ and "attempt" in pre.dropped_features_
+    assert pre.transform(trace)["memreq_gb"].eq(16.0).all()
+    bare = trace.assign(memreq=np.nan, memreq_gb=np.nan)
+    assert "memreq_gb" in ModelPreprocessor().fit(bare).dropped_features_
