@@ -3,8 +3,10 @@
 For each ``trace_*.csv`` under ``--traces`` (default ``../shared/data/nextflow``, next to the
 repository; the benchmark is skipped, with a note in the JSON, where it is absent) it runs what a
 user runs, in a fresh artifacts directory: ``resource-prediction evaluate --evaluate-all-archs``
-with default hyper-parameters, then ``search --n-trials N`` and ``evaluate`` again. The JSON holds
-both holdout tables (latest 10 % of the tasks, never seen in training or search) and the times.
+with default hyper-parameters, then ``search --n-trials N`` and ``evaluate`` again (which keeps a
+study's parameters only where they beat the defaults on the validation window with confidence:
+``param_source``). The JSON holds both holdout tables (latest 10 % of the tasks, never seen in
+training or search), both champions and the times.
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ from bench_search import timed_cli  # this folder is the scripts' path
 from resource_prediction.paths import ArtifactPaths
 
 DEFAULT_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nextflow"
-COLUMNS = ["family", "task_type", "business_score", "ci_low", "ci_high", "under_pct", "total_over_pct"]
+COLUMNS = ["family", "task_type", "business_score", "ci_low", "ci_high", "under_pct", "total_over_pct",
+           "param_source"]
 
 
 def _table(paths: ArtifactPaths) -> list[dict]:
     table = pd.read_csv(paths.reports / "holdout_results.csv")[COLUMNS]
     return json.loads(table.round(2).to_json(orient="records"))
+
+
+def _champion(paths: ArtifactPaths) -> str | None:
+    return json.loads((paths.reports / "champions.json").read_text())["champions"].get("overall")
 
 
 def bench_trace(trace: Path, trials: int, n_jobs: int, workdir: Path) -> dict:
@@ -36,12 +43,12 @@ def bench_trace(trace: Path, trials: int, n_jobs: int, workdir: Path) -> dict:
     evaluate = ["evaluate", *common, "--evaluate-all-archs"]
     out: dict = {"trace": trace.name, "trials_per_family": trials}
     out["default_evaluate_s"] = timed_cli(evaluate)
-    out["defaults"] = _table(paths)
+    out["defaults"], out["default_champion"] = _table(paths), _champion(paths)
     out["search_s"] = timed_cli(
         ["search", *common, "--n-trials", str(trials), "--n-jobs", str(n_jobs), "--no-progress-bar"]
     )
     out["searched_evaluate_s"] = timed_cli(evaluate)
-    out["searched"] = _table(paths)
+    out["searched"], out["searched_champion"] = _table(paths), _champion(paths)
     return out
 
 

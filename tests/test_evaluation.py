@@ -20,6 +20,7 @@ from resource_prediction.features.raw import target_gb
 from resource_prediction.metrics import ALLOCATION_CATEGORIES, allocation_metrics
 from resource_prediction.models import (
     BasePredictor,
+    HistoryBaseline,
     QuantileEnsembleRegressor,
     suggest_preprocessor_params,
 )
@@ -39,6 +40,7 @@ from resource_prediction.registry import (
 )
 from resource_prediction.synthetic import generate_telemetry, oracle_allocation
 from resource_prediction.training.evaluation import (
+    UNCONFIRMED,
     Trainer,
     is_quantile_ensemble,
     warn_if_a_baseline_wins,
@@ -151,7 +153,7 @@ def test_holdout_table_has_models_baselines_and_oracle(regression_run, jobs, lig
     categories = [f"{label} %" for label, _, _ in ALLOCATION_CATEGORIES]
     np.testing.assert_allclose(table[categories].sum(axis=1), 100.0)
     assert (table.drop(index="oracle")["predict_ms_per_job"] > 0).all()
-    assert set(table.loc[["lightgbm_regression", light_qe], "param_source"]) == {"study"}
+    assert set(table.loc[["lightgbm_regression", light_qe], "param_source"]) <= {"study", UNCONFIRMED}
     assert set(table.loc[list(families("baseline")), "param_source"]) == {"defaults"}
     assert list(table["business_score"]) == sorted(table["business_score"])
     # the oracle row is the oracle's allocation scored on the same holdout
@@ -163,7 +165,10 @@ def test_holdout_table_has_models_baselines_and_oracle(regression_run, jobs, lig
     for name in ("lightgbm_regression", light_qe):
         row = summary.loc[name]
         assert row["n_trials"] == 2 == row["n_complete"] + row["n_pruned"] + row["n_failed"]
-        assert json.loads(table.loc[name, "params"]) == json.loads(row["best_params"])
+        confirmed = table.loc[name, "param_source"] == "study"
+        assert confirmed is (trainer.param_checks.get(name, 1.0) >= trainer.confidence)
+        stored = json.loads(row["best_params"]) if confirmed else {}
+        assert json.loads(table.loc[name, "params"]) == stored
 
 
 def test_champion_is_the_best_validated_model_refitted_on_all_rows(regression_run, jobs):
@@ -291,6 +296,34 @@ def test_the_request_baseline_does_not_apply_to_data_without_requests(tmp_path, 
     assert [r.levelname for r in caplog.records if "configured_request" in r.getMessage()] == ["WARNING"]
     row, model, alloc = trainer.evaluate_family("max_seen")
     assert model is not None and row["error"] == "" and np.isfinite(alloc).all()
+
+
+def _margin_space(trial) -> dict:
+    return {"margin": trial.suggest_float("margin", 0.5, 2.0)}
+
+
+@pytest.mark.parametrize("default, best, kept", [(1.5, 0.5, "defaults"), (0.5, 1.5, "study")])
+def test_a_study_replaces_the_defaults_only_where_it_beats_them_on_validation(jobs, default, best, kept):
+    """The study's best parameters (here the margin over each group's largest peak: 0.5 fails
+    nearly every job) are used only if they beat the family's defaults on the validation jobs
+    with confidence; else the defaults stay, and the table says so."""
+    family = register_family(ModelFamily("margin_test", "regression", HistoryBaseline(margin=default),
+                                         _margin_space, "max seen x margin (tests)"))
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name=f"resource-prediction/{family.name}")
+    study.add_trial(optuna.trial.create_trial(
+        params={"margin": best}, distributions={"margin": optuna.distributions.FloatDistribution(0.5, 2.0)},
+        value=1.0))
+    try:
+        trainer = Trainer(jobs, storage=storage, n_boot=50)
+        row, model, _ = trainer.evaluate_family(family.name)
+    finally:
+        unregister_family(family.name)
+    confirmed = kept == "study"
+    assert row["param_source"] == ("study" if confirmed else UNCONFIRMED)
+    assert trainer.param_checks[family.name] == (1.0 if confirmed else 0.0)
+    assert model.model.margin == (best if confirmed else default)
+    assert json.loads(row["params"]) == ({"margin": best} if confirmed else {})
 
 
 def test_selection_and_capability_come_from_the_registry(light_qe):

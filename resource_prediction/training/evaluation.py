@@ -3,7 +3,8 @@
 :class:`Trainer` splits the telemetry by time: the latest ``test_fraction`` is the holdout, and the
 latest ``val_fraction`` of the rest is the validation window. For each family it takes the best
 trial of its study (families without a finished study, such as the baselines, use their default
-parameters) and
+parameters; a study's best replaces the defaults only where it beats them on the validation window
+with ``confidence``: :meth:`Trainer.confirm_study`) and
 
 1. fits it on the training part before the validation window and scores the window (causal
    replay): the **validation score** that chooses the champions;
@@ -76,7 +77,12 @@ from resource_prediction.training.frontier import (
     sweep_penalties,
 )
 from resource_prediction.training.pareto import VARIANTS, choose_variants, sweep_quantile_ensemble
-from resource_prediction.training.search import SEARCH_TASK_TYPES, best_params, search_summary
+from resource_prediction.training.search import (
+    SEARCH_TASK_TYPES,
+    best_params,
+    default_params,
+    search_summary,
+)
 from resource_prediction.training.storage import STUDY_PREFIX, open_storage
 
 __all__ = ["EvaluationResult", "Trainer", "is_quantile_ensemble"]
@@ -84,6 +90,8 @@ __all__ = ["EvaluationResult", "Trainer", "is_quantile_ensemble"]
 log = logging.getLogger(__name__)
 
 ORACLE = "oracle"
+#: ``param_source`` of a family whose study's best did not beat its defaults with confidence.
+UNCONFIRMED = "defaults (study not confirmed)"
 CATEGORY_COLUMNS = [f"{label} %" for label, _, _ in ALLOCATION_CATEGORIES]
 RESULT_COLUMNS = [
     "family", "task_type", "business_score", "ci_low", "ci_high", "under_pct", "total_over_pct",
@@ -217,6 +225,9 @@ class Trainer:
         self.validation_allocations: dict[str, np.ndarray] = {}
         self.validation_peaks: np.ndarray | None = None
         self.validation_types: np.ndarray | None = None
+        #: Per family with a study, the share of validation resamples in which the study's
+        #: parameters beat the defaults (:meth:`confirm_study`).
+        self.param_checks: dict[str, float] = {}
         #: How the overall champion was chosen (see :meth:`choose_overall`).
         self.selection: dict = {}
         self.train_raw, self.holdout_raw = time_split(raw_df, test_fraction)
@@ -276,6 +287,9 @@ class Trainer:
                  "params": json.dumps(params or {}, sort_keys=True, default=str), "error": ""}
         try:
             val = self.validate(fam, params, record=True)
+            if source == "study":
+                params, source, val = self.confirm_study(fam, params, val)
+                extra.update(param_source=source, params=json.dumps(params or {}, sort_keys=True, default=str))
             extra.update({f"val_{k}": val[k] for k in ("business_score", "under_pct", "total_over_pct")})
             start = time.perf_counter()
             model = DeployableModel.train(fam, self.train_raw, params, penalty=self.penalty, seed=self.seed)
@@ -299,6 +313,32 @@ class Trainer:
                  family, val["business_score"], m["business_score"], m["ci_low"], m["ci_high"], m["under_pct"],
                  m["total_over_pct"], source)
         return self._row(family, fam.task_type, m, **extra), model, alloc
+
+    def confirm_study(self, family: ModelFamily, params: dict, val: dict) -> tuple[dict | None, str, dict]:
+        """``(params, source, validation metrics)``: the study's best parameters if they beat the
+        family's defaults on the validation jobs with ``confidence``, else the defaults.
+
+        The study's best is the lowest of a few noisy cross-validation scores: on a workflow trace
+        of a thousand tasks one failure more or less in a fold decides it, and the parameters
+        that won there did worse on the later tasks than the defaults, which were chosen on every
+        scenario. So the defaults stay unless the study's parameters beat them in ``confidence``
+        of the paired bootstrap resamples of the validation task types (as :meth:`choose_overall`
+        asks of a challenger). The share is kept in :attr:`param_checks`.
+        """
+        if params == default_params(family.name):
+            return params, "study", val
+        study = self.validation_allocations[family.name]
+        default_val = self.validate(family, None, record=True)
+        rate = paired_bootstrap_win_rate(study, self.validation_allocations[family.name],
+                                         self.validation_peaks, self.penalty, seed=self.seed,
+                                         clusters=self.validation_types)
+        self.param_checks[family.name] = rate
+        log.info("%s: the study's parameters beat the defaults in %.0f %% of the validation resamples",
+                 family.name, 100 * rate)
+        if rate >= self.confidence:
+            self.validation_allocations[family.name] = study
+            return params, "study", val
+        return None, UNCONFIRMED, default_val
 
     def validation_windows(self) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
         """``(fit rows, validation rows)`` pairs, the latest window first.
