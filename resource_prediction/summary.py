@@ -50,11 +50,15 @@ def format_summary(summary: dict) -> str:
         f"peak memory: mean {summary['mean_peak_gb']:.1f} GB, median {summary['median_peak_gb']:.1f} GB",
         f"holdout (latest 10 %): {summary['holdout_rows']:,} jobs from {summary['holdout_start']}",
     ]
+    if "configured_request" not in summary:
+        lines.append("  configured_request  none: no holdout job has a request")
     for name in ("configured_request", "oracle"):
         if name in summary:
             m = summary[name]
+            known = m.get("jobs_with_request", summary["holdout_rows"])
             lines.append(
                 f"  {name:<19} under {m['under_pct']:5.2f} %  total over {m['total_over_pct']:6.1f} %  "
                 f"business score {m['business_score']:6.1f}  mean waste {m['mean_gb_wasted']:.1f} GB/job"
+                + (f"  (the {known:,} jobs with a request)" if known < summary["holdout_rows"] else "")
             )
     return "\n".join(lines)

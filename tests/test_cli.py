@@ -22,6 +22,21 @@ def test_summary_prints_baseline_and_oracle(tmp_path, capsys):
     assert (tmp_path / "s.json").exists()
 
 
+def test_summary_says_which_jobs_the_request_line_covers(tmp_path, capsys):
+    """Jobs without a request are left out of the request's line, and the line says so."""
+    data = tmp_path / "jobs.csv"
+    main(["generate", "--jobs", "2000", "--out", str(data)])
+    df = load_telemetry(data)
+    df.loc[df.index[-50:], "memreq"] = None
+    df.drop(columns=["memreq_gb", "max_rss_gb"]).to_csv(data, sep=";", index=False)
+    assert main(["summary", "--data", str(data)]) == 0
+    assert "(the 150 jobs with a request)" in capsys.readouterr().out
+    df["memreq"] = None
+    df.drop(columns=["memreq_gb", "max_rss_gb"]).to_csv(data, sep=";", index=False)
+    assert main(["summary", "--data", str(data)]) == 0
+    assert "configured_request  none: no holdout job has a request" in capsys.readouterr().out
+
+
 def test_module_entry_point_reports_bad_input(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a\tb\n1\t2\n")
