@@ -11,8 +11,9 @@ known before a job runs (Nextflow: ``process``, ``scope``, ``tag``, ``cpus``, ``
 ``attempt``, ``time_limit_h``, ``failed_memory_gb``, ``input_size_gb`` with the ``rchar`` proxy;
 Slurm: ``JobName``, ``User``, ``Account``, ``Partition``, ``NCPUS``, ``NNodes``, ``memreq_gb``,
 ``time_limit_h``, ``day_of_week``, ``hour``), less those with a single value in fit
-(:attr:`ModelPreprocessor.dropped_features_`; the request only when no job has one). Build telemetry, the default, has these fixed
-feature families (see :attr:`ModelPreprocessor.feature_names_`):
+(:attr:`ModelPreprocessor.dropped_features_`; the request only when no job has one). Build
+telemetry, the default, has these fixed feature families (see
+:attr:`ModelPreprocessor.feature_names_`):
 
 * temporal (UTC): ``year``, ``month``, ``day_of_week`` (Monday 0), ``hour``, ``week_of_year`` (ISO);
 * categorical: ``location``, ``component``, ``makeType``, ``ts_phase``, the three parts of
