@@ -146,6 +146,11 @@ def warn_if_a_baseline_wins(holdout: pd.DataFrame, champions: dict[str, str]) ->
     )
 
 
+def _described(params: dict | None, source: str) -> dict:
+    """The table's ``param_source`` and ``params`` (JSON) of a family's parameters."""
+    return {"param_source": source, "params": json.dumps(params or {}, sort_keys=True, default=str)}
+
+
 class Trainer:
     """Refit, evaluate on the time holdout, choose champions and write the artifacts.
 
@@ -283,13 +288,11 @@ class Trainer:
         """
         fam = get_family(family)
         params, source, cv = self.params_for(family)
-        extra = {"param_source": source, "cv_score": cv,
-                 "params": json.dumps(params or {}, sort_keys=True, default=str), "error": ""}
+        extra = {**_described(params, source), "cv_score": cv, "error": ""}
         try:
-            val = self.validate(fam, params, record=True)
-            if source == "study":
-                params, source, val = self.confirm_study(fam, params, val)
-                extra.update(param_source=source, params=json.dumps(params or {}, sort_keys=True, default=str))
+            params, source, val = self.confirm_study(fam, params, source,
+                                                     self.validate(fam, params, record=True))
+            extra.update(_described(params, source))
             extra.update({f"val_{k}": val[k] for k in ("business_score", "under_pct", "total_over_pct")})
             start = time.perf_counter()
             model = DeployableModel.train(fam, self.train_raw, params, penalty=self.penalty, seed=self.seed)
@@ -314,9 +317,11 @@ class Trainer:
                  m["total_over_pct"], source)
         return self._row(family, fam.task_type, m, **extra), model, alloc
 
-    def confirm_study(self, family: ModelFamily, params: dict, val: dict) -> tuple[dict | None, str, dict]:
-        """``(params, source, validation metrics)``: the study's best parameters if they beat the
-        family's defaults on the validation jobs with ``confidence``, else the defaults.
+    def confirm_study(self, family: ModelFamily, params: dict | None, source: str,
+                      val: dict) -> tuple[dict | None, str, dict]:
+        """``(params, source, validation metrics)``: the study's best parameters (``source``
+        ``"study"``; others are returned as they are) if they beat the family's defaults on the
+        validation jobs with ``confidence``, else the defaults.
 
         The study's best is the lowest of a few noisy cross-validation scores: on a workflow trace
         of a thousand tasks one failure more or less in a fold decides it, and the parameters
@@ -325,13 +330,13 @@ class Trainer:
         of the paired bootstrap resamples of the validation task types (as :meth:`choose_overall`
         asks of a challenger). The share is kept in :attr:`param_checks`.
         """
-        if params == default_params(family.name):
-            return params, "study", val
+        if source != "study" or params == default_params(family.name):
+            return params, source, val
         study = self.validation_allocations[family.name]
         default_val = self.validate(family, None, record=True)
-        rate = paired_bootstrap_win_rate(study, self.validation_allocations[family.name],
-                                         self.validation_peaks, self.penalty, seed=self.seed,
-                                         clusters=self.validation_types)
+        defaults = self.validation_allocations[family.name]
+        rate = paired_bootstrap_win_rate(study, defaults, self.validation_peaks, self.penalty,
+                                         seed=self.seed, clusters=self.validation_types)
         self.param_checks[family.name] = rate
         log.info("%s: the study's parameters beat the defaults in %.0f %% of the validation resamples",
                  family.name, 100 * rate)
