@@ -74,8 +74,10 @@ __all__ = [
 #: ``interactions``; 10.1 levels read as choosing one, without interactions). 10.3: the static
 #: level has its own module, and the cost-aware model's guard may cap a new task type's jobs
 #: (``guard_cap``; 10.2 models read as before, without the cap). 10.4: the preprocessor leaves a
-#: missing request missing (``unfilled_``; 10.3 preprocessors read as filling it).
-FORMAT_VERSION = "10.4"
+#: missing request missing (``unfilled_``; 10.3 preprocessors read as filling it). 10.5: the static
+#: level may give each task type its own slope of every numeric feature (``StaticLevel.slopes``;
+#: 10.4 levels read as without them).
+FORMAT_VERSION = "10.5"
 SIGNING_KEY_ENV = "RESOURCE_PREDICTION_SIGNING_KEY"
 _MAX_HEADER_BYTES = 1 << 20
 

@@ -682,6 +682,36 @@ def test_static_level_prices_pairs_of_categories():
     assert unseen[0] == pytest.approx(paired.intercept_ + paired.category_coef_["kind"][1])
 
 
+def test_static_level_gives_each_category_its_own_slope():
+    """With ``slopes`` the static level recovers each task type's own slope of a numeric feature
+    (log1p, standardised); without, one slope for all errs by the differences. A task type not
+    fitted gets the slope of all; a static level pickled before ``slopes`` predicts as without."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    task = rng.integers(0, 10, n)
+    parallel = rng.choice([4.0, 8.0, 16.0, 32.0, 64.0], n)
+    own = np.linspace(-0.4, 0.6, 10)  # per task type, in log peak per log1p(parallel)
+    truth = 1.0 + 0.3 * task / 10 + own[task] * np.log1p(parallel)
+    log_peaks = truth + rng.normal(0.0, 0.2, n)
+    codes, numeric = {"task": (task, 10)}, {"parallel": parallel}
+    sloped = StaticLevel(slopes=("task",)).fit(codes, numeric, log_peaks)
+    alone = StaticLevel().fit(codes, numeric, log_peaks)
+    rmse = {name: np.sqrt(np.mean((level.predict({"task": task}, numeric, n) - truth) ** 2))
+            for name, level in (("sloped", sloped), ("alone", alone))}
+    assert rmse["sloped"] < 0.2 * rmse["alone"]
+    assert sloped.slope_coef_["task", "parallel"].shape == (10,)
+    unseen = {"task": np.array([12])}
+    for value in (4.0, 64.0):  # an unseen type: the intercept and the slope of all jobs
+        x = (np.log1p(value) - sloped.numeric_["parallel"][0]) / sloped.numeric_["parallel"][1]
+        expected = sloped.intercept_ + sloped.numeric_["parallel"][2] * x
+        assert sloped.predict(unseen, {"parallel": np.array([value])}, 1)[0] == pytest.approx(expected)
+    state = {k: v for k, v in alone.__dict__.items() if k not in ("slopes", "slope_coef_")}
+    old = StaticLevel.__new__(StaticLevel)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.predict({"task": task}, numeric, n),
+                                  alone.predict({"task": task}, numeric, n))
+
+
 @pytest.mark.parametrize(("effect", "kept"), [(0.3, True), (0.0, False)])
 def test_job_level_keeps_interactions_only_where_they_lower_its_forward_errors(effect, kept):
     """Fitted block by block, the static level with a pair's effects errs less on the next jobs
@@ -697,6 +727,7 @@ def test_job_level_keeps_interactions_only_where_they_lower_its_forward_errors(e
     assert bool(with_pairs < (1.0 - INTERACTION_MARGIN) * without) is kept
     assert level.interactions_ == ((("task", "kind"),) if kept else ())
     assert bool(level.static_.interaction_coef_) is kept
+    assert level.static_.slopes == (("task",) if kept else ())  # the pairs' task type
 
 
 def test_job_level_chooses_by_the_errors_of_the_levels_the_jobs_saw():

@@ -153,6 +153,8 @@ class JobLevel:
         place: in ``fit`` the static level is fitted block by block with and without them, and
         each block's jobs get them if with them it erred less (squared log error, by at least
         :data:`INTERACTION_MARGIN`) on the blocks before; later jobs if so over all blocks.
+        With them, the first feature of each pair (the task type) also gets its own slope of every
+        numeric feature (the static level's ``slopes``).
 
     Attributes
     ----------
@@ -216,7 +218,8 @@ class JobLevel:
         def fitted(rows: np.ndarray, interactions: tuple = ()) -> StaticLevel:
             if rows.size > LEVEL_FIT_ROWS:
                 rows = rows[np.linspace(0, rows.size - 1, LEVEL_FIT_ROWS).round().astype(np.intp)]
-            return StaticLevel(trend=self.trend, interactions=interactions).fit(
+            slopes = tuple(dict.fromkeys(first for first, _ in interactions))
+            return StaticLevel(trend=self.trend, interactions=interactions, slopes=slopes).fit(
                 {col: (c[rows], size) for col, (c, size) in codes.items()},
                 {k: v[rows] for k, v in numeric.items()}, log_peaks[rows], ns[rows])
 

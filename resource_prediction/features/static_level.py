@@ -1,8 +1,8 @@
 """The static level: a ridge regression of ``log(peak)`` on what is known before a job runs.
 
 :class:`StaticLevel` prices a job's configuration (one-hot categories, ``log1p`` of the numeric
-features), optionally a slope in time per category and pairs of categories, pooled over all
-groups. :class:`~resource_prediction.features.level.JobLevel` adds each group's recent residuals
+features), optionally a slope in time per category, pairs of categories and a slope of each
+numeric feature per category, pooled over all groups. :class:`~resource_prediction.features.level.JobLevel` adds each group's recent residuals
 to it (``hist_grp_level``).
 """
 
@@ -42,6 +42,10 @@ class StaticLevel:
         coefficient (on top of each feature's own), penalised :data:`INTERACTION_PENALTY` times
         ``alpha``: one component's debug builds may need twice the memory of its release builds,
         another's about the same.
+    slopes : tuple of str
+        Categorical features each of whose categories gets its own slope of every numeric feature
+        (on top of the feature's own coefficient), penalised :data:`INTERACTION_PENALTY` times ``alpha``:
+        one component's memory may grow with its parallel jobs, another's hardly.
 
     Attributes
     ----------
@@ -59,6 +63,8 @@ class StaticLevel:
     interaction_coef_ : dict of (str, str) to ndarray
         Per pair of ``interactions`` (both features given), one coefficient per combination of
         their codes (first feature by rows).
+    slope_coef_ : dict of (str, str) to ndarray
+        Per categorical feature of ``slopes`` and numeric feature, one slope per code.
     slope_ : float
         Slope of all jobs.
     trend_coef_ : ndarray or None
@@ -66,15 +72,19 @@ class StaticLevel:
     """
 
     def __init__(self, alpha: float = 1.0, trend: str | None = None,
-                 interactions: tuple[tuple[str, str], ...] = ()):
+                 interactions: tuple[tuple[str, str], ...] = (), slopes: tuple[str, ...] = ()):
         self.alpha = alpha
         self.trend = trend
         self.interactions = interactions
+        self.slopes = slopes
 
     def __setstate__(self, state: dict) -> None:
-        """Static levels pickled before ``interactions`` (format 10.1) have none."""
+        """Static levels pickled before ``interactions`` (format 10.1) have none, those before
+        ``slopes`` (format 10.5) no slopes per category."""
         state.setdefault("interactions", ())
         state.setdefault("interaction_coef_", {})
+        state.setdefault("slopes", ())
+        state.setdefault("slope_coef_", {})
         self.__dict__.update(state)
 
     @staticmethod
@@ -122,6 +132,13 @@ class StaticLevel:
             if scale > 0:
                 self.numeric_[name] = (mean, scale, 0.0)
                 columns.append((x - mean) / scale)
+        by_category = {}
+        for cat in (c for c in self.slopes if c in codes):
+            c, size = codes[cat]
+            for name, x in zip(self.numeric_, columns, strict=True):
+                blocks.append(sparse.csr_matrix((x, (np.arange(rows.size), c[rows])), shape=(rows.size, size)))
+                by_category[cat, name] = (start, size)
+                start += size
         self.span_, slopes = None, slice(0, 0)
         if self.trend in codes and ns is not None and rows.size > 1 and np.ptp(ns[rows]) > 0:
             self.span_ = (float(ns[rows].min()), float(ns[rows].max()))
@@ -142,12 +159,15 @@ class StaticLevel:
             penalty[-2] *= TREND_PENALTY  # the slope of all jobs
         for at, size_a, size_b in pairs.values():
             penalty[at : at + size_a * size_b] *= INTERACTION_PENALTY
+        for at, size in by_category.values():
+            penalty[at : at + size] *= INTERACTION_PENALTY
         penalty[-1] = 0.0
         coef = np.linalg.lstsq(gram + np.diag(penalty), design.T @ log_peaks[rows], rcond=None)[0]
         self.intercept_ = float(coef[-1]) if rows.size else 0.0
         self.category_coef_ = {name: coef[a : a + size].copy() for name, (a, size) in offsets.items()}
         self.interaction_coef_ = {pair: coef[at : at + size_a * size_b].reshape(size_a, size_b)
                                   for pair, (at, size_a, size_b) in pairs.items()}
+        self.slope_coef_ = {key: coef[at : at + size].copy() for key, (at, size) in by_category.items()}
         self.trend_coef_ = coef[slopes].copy() if self.span_ is not None else None
         self.slope_ = float(coef[-2]) if self.span_ is not None else 0.0
         for name, value in zip(self.numeric_, coef[start : start + len(self.numeric_)], strict=True):
@@ -170,7 +190,11 @@ class StaticLevel:
                 raise ValueError("this static level has a trend: predict needs the jobs' times (ns)")
             out += (self.slope_ + self._coef(self.trend_coef_, codes[self.trend])) * self._time(ns)
         for name, (mean, scale, value) in self.numeric_.items():
-            out += value * (self._log1p(numeric[name]) - mean) / scale
+            x = (self._log1p(numeric[name]) - mean) / scale
+            out += value * x
+            for cat in self.slopes:
+                if (cat, name) in self.slope_coef_:
+                    out += self._coef(self.slope_coef_[cat, name], codes[cat]) * x
         return np.clip(out, *self.bounds_)
 
     @staticmethod
