@@ -403,20 +403,32 @@ def test_a_task_type_with_two_valued_peaks_gets_its_own_residual_shape():
     assert alloc[0] < 15.0 and alloc[2] > 30.0, alloc  # steady: near 10 GB; common: covers 30 GB
 
 
-def test_a_task_types_own_quantiles_hold_only_the_errors_of_models_that_knew_it():
+@pytest.mark.parametrize("late_share", [0.08, 0.02])
+def test_a_task_types_own_quantiles_hold_only_the_errors_of_models_that_knew_it(late_share):
     """A type first run in the last forward block was predicted by models that had never seen it:
-    its residuals are cold-start errors, so they feed the pooled quantiles only, while a type run
-    throughout has its own quantiles."""
+    its residuals are cold-start errors, so the calibration keeps them in the pooled quantiles
+    only, while a type run throughout has its own. The final model has seen the late type: with
+    enough of its jobs after its first ``min_calibration`` (320 jobs), its own residuals on them
+    give its quantiles (``fitted_categories_``) and its allocation covers its two-valued peaks,
+    which the pooled shape of the steady types does not; with too few (80), it keeps the pooled."""
     rng = np.random.default_rng(3)
     n = 4000
-    task = np.where(np.arange(n) < int(0.92 * n), rng.choice(["old", "steady"], n), "late")
+    task = np.where(np.arange(n) < int((1 - late_share) * n), rng.choice(["old", "steady"], n), "late")
     X = pd.DataFrame({"component": pd.Categorical(task), "x": rng.normal(size=n)})
-    y = np.where(task == "late", 40.0, 10.0) * rng.lognormal(0.0, 0.1, n)
+    large = (task == "late") & (rng.random(n) < 0.5)
+    y = np.where(task == "late", 40.0, 10.0) * np.where(large, 3.0, 1.0) * rng.lognormal(0.0, 0.1, n)
     model = CostAwareRegressor(location="trees", mondrian="component", guard=None, **FAST).fit(X, y)
     codes = {name: i + 1 for i, name in enumerate(model.categories_[0])}
     counts = model.calibration_counts_
     assert counts[codes["late"]] == 0 and counts[codes["old"]] >= model.min_calibration, counts
-    np.testing.assert_array_equal(model.residual_quantiles_[codes["late"]], model.residual_quantiles_[0])
+    late_row, pooled_row = model.residual_quantiles_[codes["late"]], model.residual_quantiles_[0]
+    alloc = model.predict(X[task == "late"].iloc[:1])[0]
+    if late_share > 0.05:
+        assert model.fitted_categories_.tolist() == [codes["late"]]
+        assert alloc > 120.0, alloc  # the large mode (120 GB) is as common as the small one
+    else:
+        assert model.fitted_categories_.size == 0
+        np.testing.assert_array_equal(late_row, pooled_row)
 
 
 def test_scale_mondrian_sorts_jobs_by_their_predicted_spread(drifting):
@@ -513,11 +525,12 @@ def test_a_model_pickled_before_the_huber_loss_predicts_as_before(drifting):
     X, y, X_later, _ = drifting
     fitted = CostAwareRegressor(location="trees", **FAST).fit(X, y)
     state = fitted.__getstate__()
-    del state["huber_delta"], state["extend_rounds"], state["guard_cap"]
+    del state["huber_delta"], state["extend_rounds"], state["guard_cap"], state["fitted_categories_"]
     restored = CostAwareRegressor.__new__(CostAwareRegressor)
     restored.__setstate__(state)
     assert restored.get_params()["huber_delta"] == 1.0 and restored.extend_rounds == 1
     assert restored.guard_cap is False  # format 10.2 models never capped a new type's jobs
+    assert restored.fitted_categories_.size == 0  # format 10.5: no late type's own quantiles
     np.testing.assert_array_equal(restored.predict(X_later), fitted.predict(X_later))
 
 

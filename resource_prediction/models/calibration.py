@@ -9,7 +9,7 @@ import numpy as np
 from resource_prediction.metrics import business_score
 
 __all__ = ["SCORE_BLOCKS", "block_median_score", "block_scores", "least_squares_row", "tail_levels",
-           "times_seen", "weighted_quantiles"]
+           "times_before", "times_seen", "weighted_quantiles"]
 
 #: Candidates are scored by their median business score over this many blocks of time.
 SCORE_BLOCKS = 4
@@ -61,6 +61,27 @@ def times_seen(known: np.ndarray, asked: np.ndarray) -> np.ndarray:
     asked = np.nan_to_num(asked, nan=-1.0).astype(np.intp) + 1
     counts = np.bincount(known, minlength=int(max(known.max(initial=0), asked.max(initial=0))) + 1)
     return np.where(asked > 0, counts[asked], 0)
+
+
+def times_before(codes: np.ndarray) -> np.ndarray:
+    """For each row, how many earlier rows have its category code (a missing code: 0).
+
+    Examples
+    --------
+    >>> times_before(np.array([2.0, 1.0, 2.0, np.nan, 2.0])).tolist()
+    [0, 0, 1, 0, 2]
+    """
+    known = ~np.isnan(codes)
+    out = np.zeros(codes.size, dtype=np.intp)
+    values = codes[known]
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    run = np.arange(values.size) - np.repeat(starts, np.diff(np.r_[starts, values.size]))
+    ranks = np.empty(values.size, dtype=np.intp)
+    ranks[order] = run
+    out[known] = ranks
+    return out
 
 
 def block_median_score(alloc: np.ndarray, y: np.ndarray, order: np.ndarray, penalty: float,

@@ -56,6 +56,7 @@ from resource_prediction.models.calibration import (
     block_scores,
     least_squares_row,
     tail_levels,
+    times_before,
     times_seen,
     weighted_quantiles,
 )
@@ -322,6 +323,10 @@ class CostAwareRegressor(BasePredictor):
         Residuals behind each category (a category below ``min_calibration`` uses the pooled row).
         A task type's count only holds jobs predicted by a forward model that had been fitted on
         at least ``min_calibration`` jobs of that type.
+    fitted_categories_ : ndarray of int
+        Categories (task types) whose quantiles come from the final model's residuals on their
+        own training jobs (after their first ``min_calibration``): types that ran too late in
+        training for the calibration to hold their errors.
     levels_, weights_ : ndarray of shape (n_support,)
     scale_floor_ : float
         Smallest scale predicted.
@@ -454,10 +459,12 @@ class CostAwareRegressor(BasePredictor):
     def __setstate__(self, state: dict) -> None:
         """Models pickled before ``huber_delta`` and ``extend_rounds`` (format 10.0) never chose
         the Huber loss nor grew their trees beyond ``n_estimators``; those before ``guard_cap``
-        (format 10.2) never capped a new task type's jobs."""
+        (format 10.2) never capped a new task type's jobs; those before ``fitted_categories_``
+        (format 10.5) left a late task type the pooled quantiles."""
         state.setdefault("huber_delta", 1.0)
         state.setdefault("extend_rounds", 1)
         state.setdefault("guard_cap", False)
+        state.setdefault("fitted_categories_", np.empty(0, dtype=np.intp))
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ boosters
@@ -797,9 +804,38 @@ class CostAwareRegressor(BasePredictor):
         self.n_rounds_, self.round_errors_ = best.rounds, best.round_errors
         self.location_model_ = self._fit_model(self._makers(best.kind, best.rounds[0])[0],
                                                self._augment(Xa, best.kind), best.z)
+        self.fitted_categories_ = self._fit_late_types(Xa, y)
         self.guard_floors_ = self._guard_needed(Xa[best.rows], y[best.rows], best.alloc)
         self.guard_active_ = any(self.guard_floors_.values())
         return self
+
+    def _fit_late_types(self, Xa: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Give each category of a categorical Mondrian feature (a task type) that the calibration
+        left without ``min_calibration`` residuals of its own, but whose training jobs hold that
+        many after its first ``min_calibration``, the quantiles of the final model's standardised
+        residuals on those jobs; returns those categories.
+
+        A type that first ran in the last forward block was predicted there only by models that
+        had never seen it, so its errors stayed in the pooled quantiles; the final model has
+        seen its jobs. Its own residuals, though in-sample, keep its shape (two-valued peaks
+        whose large mode is common in one type and rare in another), which the pooled shape of
+        other types does not.
+        """
+        index = self.mondrian_index_
+        if index is None or index < 0 or not self.categorical_mask_[index]:
+            return np.empty(0, dtype=np.intp)
+        mu, scale = self._location_scale(Xa)
+        cats = self._categories(Xa, index)
+        settled = times_before(Xa[:, index]) >= self.min_calibration
+        counts = np.bincount(cats[settled], minlength=self.calibration_counts_.size)
+        late = np.flatnonzero((self.calibration_counts_ < self.min_calibration)
+                              & (counts >= max(int(self.min_calibration), 1)))
+        late = late[late > 0]
+        standardised = (np.log(y) - mu) / scale
+        for c in late:
+            self.residual_quantiles_[c] = weighted_quantiles(standardised[settled & (cats == c)],
+                                                             self.levels_)
+        return late
 
     def _guard_needed(self, Xa: np.ndarray, y: np.ndarray, alloc: np.ndarray) -> dict[str, bool]:
         """Per floor of :data:`GUARD_FLOORS`, whether the model lacks evidence that it beats it.
@@ -843,11 +879,15 @@ class CostAwareRegressor(BasePredictor):
         """Location and scale of ``log(peak)`` and the residual quantiles of each row."""
         if self.penalty <= 0:
             raise ValueError(f"penalty must be positive, got {self.penalty}")
-        Xt = self._augment(Xa, self.location_kind_)
-        mu = predict_fast(self.location_model_, Xt) + self._log_offset(Xa, self.offset_index_)
-        scale = np.maximum(predict_fast(self.scale_model_, Xt), self.scale_floor_)
+        mu, scale = self._location_scale(Xa)
         cats = self._categories(Xa, self.mondrian_index_, scale, self.scale_edges_)
         return mu, scale * self.widen, cats
+
+    def _location_scale(self, Xa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Location and scale (before ``widen``) of ``log(peak)`` of each row."""
+        Xt = self._augment(Xa, self.location_kind_)
+        mu = predict_fast(self.location_model_, Xt) + self._log_offset(Xa, self.offset_index_)
+        return mu, np.maximum(predict_fast(self.scale_model_, Xt), self.scale_floor_)
 
     def _allocate(self, mu: np.ndarray, scale: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
         """Cost-optimal allocation of ``exp(mu + scale x quantiles)`` per row."""
