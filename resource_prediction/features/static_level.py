@@ -190,10 +190,10 @@ class StaticLevel:
                 raise ValueError("this static level has a trend: predict needs the jobs' times (ns)")
             out += (self.slope_ + self._coef(self.trend_coef_, codes[self.trend])) * self._time(ns)
         for name, (mean, scale, value) in self.numeric_.items():
-            x = (self._log1p(numeric[name]) - mean) / scale
-            out += value * x
+            out += value * (self._log1p(numeric[name]) - mean) / scale
             for cat in self.slopes:
                 if (cat, name) in self.slope_coef_:
+                    x = (self._log1p(numeric[name]) - mean) / scale
                     out += self._coef(self.slope_coef_[cat, name], codes[cat]) * x
         return np.clip(out, *self.bounds_)
 
