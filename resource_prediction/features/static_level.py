@@ -2,8 +2,9 @@
 
 :class:`StaticLevel` prices a job's configuration (one-hot categories, ``log1p`` of the numeric
 features), optionally a slope in time per category, pairs of categories and a slope of each
-numeric feature per category, pooled over all groups. :class:`~resource_prediction.features.level.JobLevel` adds each group's recent residuals
-to it (``hist_grp_level``).
+numeric feature per category, pooled over all groups.
+:class:`~resource_prediction.features.level.JobLevel` adds each group's recent residuals to it
+(``hist_grp_level``).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class StaticLevel:
         another's about the same.
     slopes : tuple of str
         Categorical features each of whose categories gets its own slope of every numeric feature
-        (on top of the feature's own coefficient), penalised :data:`INTERACTION_PENALTY` times ``alpha``:
-        one component's memory may grow with its parallel jobs, another's hardly.
+        (on top of the feature's own coefficient), penalised :data:`INTERACTION_PENALTY` times
+        ``alpha``: one component's memory may grow with its parallel jobs, another's hardly.
 
     Attributes
     ----------
