@@ -708,6 +708,7 @@ def test_static_level_gives_each_category_its_own_slope():
     state = {k: v for k, v in alone.__dict__.items() if k not in ("slopes", "slope_coef_")}
     old = StaticLevel.__new__(StaticLevel)
     old.__setstate__(state)
+    assert old.slopes == () and old.slope_coef_ == {}
     np.testing.assert_array_equal(old.predict({"task": task}, numeric, n),
                                   alone.predict({"task": task}, numeric, n))
 
