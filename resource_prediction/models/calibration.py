@@ -72,14 +72,12 @@ def times_before(codes: np.ndarray) -> np.ndarray:
     [0, 0, 1, 0, 2]
     """
     known = ~np.isnan(codes)
-    out = np.zeros(codes.size, dtype=np.intp)
     values = codes[known]
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    run = np.arange(values.size) - np.repeat(starts, np.diff(np.r_[starts, values.size]))
+    order = np.argsort(values, kind="stable")  # time order within each code
+    ordered = values[order]
+    out = np.zeros(codes.size, dtype=np.intp)
     ranks = np.empty(values.size, dtype=np.intp)
-    ranks[order] = run
+    ranks[order] = np.arange(values.size) - np.searchsorted(ordered, ordered)  # minus its code's first
     out[known] = ranks
     return out
 

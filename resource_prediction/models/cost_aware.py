@@ -829,17 +829,19 @@ class CostAwareRegressor(BasePredictor):
         index = self.mondrian_index_
         if index is None or index < 0 or not self.categorical_mask_[index]:
             return np.empty(0, dtype=np.intp)
-        mu, scale = self._location_scale(Xa)
         cats = self._categories(Xa, index)
         settled = times_before(Xa[:, index]) >= self.min_calibration
         counts = np.bincount(cats[settled], minlength=self.calibration_counts_.size)
         late = np.flatnonzero((self.calibration_counts_ < self.min_calibration)
                               & (counts >= max(int(self.min_calibration), 1)))
         late = late[late > 0]
-        standardised = (np.log(y) - mu) / scale
+        if late.size == 0:  # the usual case: no prediction over the training rows
+            return late
+        rows = np.flatnonzero(settled & np.isin(cats, late))
+        mu, scale = self._location_scale(Xa[rows])
+        standardised = (np.log(y[rows]) - mu) / scale
         for c in late:
-            self.residual_quantiles_[c] = weighted_quantiles(standardised[settled & (cats == c)],
-                                                             self.levels_)
+            self.residual_quantiles_[c] = weighted_quantiles(standardised[cats[rows] == c], self.levels_)
         return late
 
     def _guard_needed(self, Xa: np.ndarray, y: np.ndarray, alloc: np.ndarray) -> dict[str, bool]:
